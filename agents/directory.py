@@ -1,0 +1,64 @@
+"""The directory processor: each completed file appears at ``<output_dir>/<relpath>``,
+atomically (temporary name, fsync, rename), so no partial file is ever visible under its
+final name. Writing the same version again is harmless."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import uuid
+from pathlib import Path, PurePosixPath
+
+from app.application import app
+from app.paths import resolve_under
+from app.topics import CompletedFile
+
+from .processing import file_processor
+
+__all__ = ["place_file", "write_to_directory"]
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once at import, while single-threaded: os.umask is process-wide
+_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
+
+
+def place_file(staged: Path, root: Path, relpath: PurePosixPath, mtime: float = 0.0) -> Path:
+    """Put ``staged`` at ``root/relpath`` atomically and durably; return the final path.
+
+    A hard link is used when the staging area shares the output's filesystem (no bytes are
+    copied); otherwise the file is copied. The target is checked to stay under ``root``.
+    """
+    target = resolve_under(root, relpath)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target = resolve_under(root, relpath)  # again: the directories now exist and could be links
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.filestream-tmp")
+    try:
+        try:
+            os.link(staged, tmp)
+        except OSError as exc:
+            if exc.errno not in _NO_LINK:
+                raise
+            with open(staged, "rb") as src, open(tmp, "xb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        if mtime > 0:
+            os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return target
+
+
+@file_processor("directory")
+async def write_to_directory(file: CompletedFile, staged: Path) -> None:
+    """Write each completed file under the configured output directory."""
+    await app.run_blocking(place_file, staged, app.settings.output_dir, PurePosixPath(file.relpath), file.mtime)

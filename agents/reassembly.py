@@ -1,0 +1,165 @@
+"""The reassembly agent: chunks in, verified files out.
+
+Each chunk is checked, written into the worker's staging area and counted in the
+``partial-files`` table; the event is acked right away. The table record of an unfinished
+file sets its partition's commit floor (:mod:`app.offsets`), so after a crash or a move to
+another host every chunk of it is read again from the chunk topic: tables hold metadata only,
+and each chunk byte is written to Kafka once. A complete file is verified against its SHA-512
+and announced on the files topic for the processor agents.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from faust.types import EventT, Message
+
+from app.application import app
+from app.codec import Chunk, ChunkDecodeError, decode_chunk
+from app.paths import UnsafePathError, file_key, message_key, output_relpath
+from app.topics import CompletedFile, chunk_topic, files_topic
+from tables import FileState, PartialFile, finished_files, partial_files, progress
+
+from .dead_letters import dead_letter_file, dead_letter_message
+from .release import forget
+
+__all__ = ["abandon_stale_uploads", "commit_floor", "handle_chunk", "reassembly_agent"]
+
+log = logging.getLogger(__name__)
+
+
+@app.agent(chunk_topic, name="reassembly")
+async def reassembly_agent(stream: AsyncIterator[EventT]) -> None:
+    """Reassemble every file of the chunk topic; one event at a time, acked once durable."""
+    async for event in stream.events():  # type: ignore[attr-defined]
+        await handle_chunk(event.message)
+
+
+def commit_floor(partition: int) -> int | None:
+    """Lowest first offset of an unfinished file in ``partition`` of the chunk topic."""
+    return min((rec.first_offset for rec in partial_files.values() if rec.partition == partition), default=None)
+
+
+app.offset_floors.register(chunk_topic.get_topic_name(), commit_floor)
+
+
+async def handle_chunk(message: Message) -> None:
+    """Take one chunk message to its durable effect; bad input is dead-lettered, never raised."""
+    try:
+        chunk = decode_chunk(message.value, verify=False)  # the SHA-512 is checked off the loop
+        relpath = str(output_relpath(chunk.subdir, chunk.filename, chunk.filename_append))
+    except ChunkDecodeError as exc:
+        await dead_letter_message(message, exc.reason, exc.detail)
+        return
+    except UnsafePathError as exc:
+        await dead_letter_message(message, "unsafe_path", str(exc))
+        return
+    expected_key = message_key(relpath)
+    if message.key != expected_key and app.settings.partitions > 1:
+        # Producers that key by chunk (OpenMSIStream) scatter a file over partitions; route
+        # the chunk to the partition that owns its file.
+        app.stats.count("chunks_rekeyed")
+        await chunk_topic.send(key=expected_key, value=message.value, force=True)
+        return
+    key = file_key(chunk.subdir, chunk.filename, chunk.filename_append, chunk.file_hash, chunk.total)
+    finished = finished_files.get(key)
+    if finished is not None and message.offset <= finished.last_offset:
+        app.stats.count("chunks_redelivered")
+        return
+    await _advance(key, relpath, chunk, message)
+
+
+async def _advance(key: str, relpath: str, chunk: Chunk, message: Message) -> None:
+    staging = app.staging
+    now = time.time()
+    rec = partial_files.get(key)
+    if rec is not None and not _held_here(key, rec):
+        log.info("rebuilding %s from the chunk topic (staged bytes not on this worker)", relpath)
+        rec = progress.reset_for_holder(rec, staging.holder, now)
+    if rec is None:
+        rec = progress.new_partial(relpath, chunk, partition=message.partition, offset=message.offset,
+                                   holder=staging.holder, now=now)
+    if rec.state == FileState.COMPLETE:
+        if message.offset == rec.completing_offset:
+            await _announce(key, rec)  # the announcement may not have survived a crash
+        return
+    if progress.has_chunk(rec, chunk.index):
+        app.stats.count("chunks_duplicate")
+        return
+    if rec.state == FileState.RECEIVING:
+        error = progress.geometry_error(rec, chunk)
+        if error is None and not await app.run_blocking(staging.write_chunk, key, chunk):
+            await dead_letter_message(message, "chunk_hash_mismatch", f"chunk {chunk.index}/{chunk.total} of {relpath}")
+            rec = await _fail(key, rec, "chunk_hash_mismatch", f"chunk {chunk.index} is corrupt")
+        elif error is not None:
+            await dead_letter_message(message, "impossible_chunk", error)
+            rec = await _fail(key, rec, "impossible_chunk", error)
+        else:
+            app.stats.count("chunks_received")
+            app.stats.count("bytes_received", len(chunk.data))
+    rec = progress.record_chunk(rec, chunk, offset=message.offset, now=now)
+    if progress.is_complete(rec):
+        await _complete(key, rec, message.offset)
+    else:
+        partial_files[key] = rec
+
+
+def _held_here(key: str, rec: PartialFile) -> bool:
+    """Whether this worker's staging area really has what ``rec`` says was received."""
+    staging = app.staging
+    if rec.holder != staging.holder:
+        return False
+    if rec.state == FileState.COMPLETE:
+        return staging.has_complete(key)
+    return rec.state == FileState.FAILED or not rec.received or staging.has_partial(key)
+
+
+async def _complete(key: str, rec: PartialFile, offset: int) -> None:
+    if rec.state == FileState.FAILED:
+        # Every chunk of a rejected upload has now passed: it can no longer hold the floor.
+        forget(key, rec, outcome=rec.reason)
+        return
+    if not await app.run_blocking(app.staging.seal, key, bytes.fromhex(rec.file_hash), rec.size):
+        rec = await _fail(key, rec, "file_hash_mismatch", "SHA-512 of the reassembled file does not match")
+        forget(key, rec, outcome=rec.reason)
+        return
+    rec = rec.derive(state=FileState.COMPLETE, completing_offset=offset)
+    partial_files[key] = rec
+    app.stats.count("files_completed")
+    await _announce(key, rec)
+
+
+async def _fail(key: str, rec: PartialFile, reason: str, detail: str) -> PartialFile:
+    await app.run_blocking(app.staging.discard, key)
+    await dead_letter_file(rec.relpath, reason, detail, file_hash=rec.file_hash, partition=rec.partition,
+                           first_offset=rec.first_offset)
+    return rec.derive(state=FileState.FAILED, reason=reason)
+
+
+async def _announce(key: str, rec: PartialFile) -> None:
+    # force=True: not attached to the event, which would hold it back until the commit
+    # passes this offset, and the commit floor keeps that from happening while rec exists.
+    await files_topic.send(
+        key=rec.relpath,
+        value=CompletedFile(key=key, relpath=rec.relpath, file_hash=rec.file_hash, size=rec.size, mtime=rec.mtime,
+                            holder=rec.holder, partition=rec.partition, first_offset=rec.first_offset),
+        partition=rec.partition,
+        force=True,
+    )
+
+
+@app.timer(interval=60.0)
+async def abandon_stale_uploads() -> None:
+    """Give up on uploads that stopped sending chunks, so they stop holding the commit floor."""
+    deadline = time.time() - app.settings.abandon_after
+    active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == chunk_topic.get_topic_name()}
+    stale = [(k, r) for k, r in partial_files.items()
+             if r.partition in active and r.state != FileState.COMPLETE and r.updated_at < deadline]
+    for key, rec in stale:
+        await app.run_blocking(app.staging.discard, key)
+        if rec.state == FileState.RECEIVING:
+            await dead_letter_file(rec.relpath, "abandoned", f"no chunk for {app.settings.abandon_after:.0f} s",
+                                   received=progress.chunkset.count(rec.received), total=rec.total)
+        forget(key, rec, outcome="abandoned")

@@ -1,0 +1,95 @@
+"""The filestream Faust app: settings, commit floors and the pool for blocking work."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import faust
+from faust.types import TransportT
+
+from .offsets import FloorTransport, OffsetFloors
+from .security import faust_credentials
+from .settings import Settings
+from .staging import StagingArea
+from .stats import WorkerStats
+
+__all__ = ["FilestreamApp", "app"]
+
+T = TypeVar("T")
+
+
+class FilestreamApp(faust.App):
+    """A Faust app configured from :class:`Settings`.
+
+    Adds :attr:`offset_floors` (see :mod:`app.offsets`) and :meth:`run_blocking`, which runs
+    disk, hashing and S3 work on a bounded thread pool so the event loop keeps serving
+    heartbeats and web views.
+    """
+
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
+        credentials = faust_credentials(settings)
+        options: dict[str, Any] = dict(
+            broker=settings.broker_urls,
+            datadir=str(settings.datadir),
+            web_bind=settings.web_host,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replication_factor,
+            stream_buffer_maxsize=settings.stream_buffer,
+            consumer_max_fetch_size=settings.max_fetch_bytes,
+            producer_max_request_size=settings.max_fetch_bytes,
+            consumer_auto_offset_reset="earliest",
+            broker_check_crcs=False,  # every chunk carries its own SHA-512
+            broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=settings.heartbeat_interval,
+            broker_rebalance_timeout=settings.session_timeout,
+            broker_commit_interval=settings.commit_interval,
+            store="memory://",
+        )
+        if credentials is not None:
+            options["broker_credentials"] = credentials
+        options.update(overrides)
+        super().__init__(settings.app_id, **options)
+        self.settings = settings
+        self.offset_floors = OffsetFloors()
+        self.stats = WorkerStats()
+        self._pool: ThreadPoolExecutor | None = None
+        self._staging: StagingArea | None = None
+
+    def _new_transport(self) -> TransportT:
+        return FloorTransport(self.conf.broker_consumer, self)
+
+    @property
+    def datadir_path(self) -> Path:
+        """The worker's data directory (``--datadir`` on the command line wins over settings)."""
+        return Path(self.conf.datadir)
+
+    @property
+    def staging(self) -> StagingArea:
+        """The local staging area under the data directory, created on first use."""
+        if self._staging is None:
+            self._staging = StagingArea(self.datadir_path / "staging")
+        return self._staging
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on the bounded I/O pool and await its result."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.settings.io_threads, thread_name_prefix="filestream-io")
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    async def on_shutdown(self) -> None:
+        # After agents and streams have stopped, so no job is still on its way in.
+        await super().on_shutdown()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+app = FilestreamApp(Settings.from_env())

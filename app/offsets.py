@@ -1,0 +1,68 @@
+"""Commit floors: the committed offset of a partition never passes the first chunk of a file
+that is still being reassembled or processed.
+
+Faust commits the run of consecutive acked offsets of each partition. The consumer below
+hides acked offsets at or above a partition's floor from that computation, so acks still
+flow in order, right after each event's effect is durable (no held acks: see Faust #606 and
+the rebalance hang in ``wait_empty``), and the commit simply stops at the floor. The hidden
+acks are kept and counted once the floor rises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Optional
+
+from faust.transport.drivers.aiokafka import Consumer, Transport
+from faust.types import TP
+
+__all__ = ["FloorConsumer", "FloorTransport", "OffsetFloors", "split_acked"]
+
+FloorProvider = Callable[[int], Optional[int]]
+
+
+class OffsetFloors:
+    """Per-topic providers of the lowest offset that must be read again after a restart."""
+
+    def __init__(self) -> None:
+        self._providers: dict[str, FloorProvider] = {}
+
+    def register(self, topic: str, provider: FloorProvider) -> None:
+        """``provider(partition)`` returns the floor for that partition, or None for none."""
+        self._providers[topic] = provider
+
+    def floor(self, tp: TP) -> int | None:
+        provider = self._providers.get(tp.topic)
+        return provider(tp.partition) if provider is not None else None
+
+
+def split_acked(acked: list[int], floor: int | None) -> tuple[list[int], list[int]]:
+    """Split acked offsets into those Faust may commit (below the floor) and those held back."""
+    if floor is None:
+        return acked, []
+    return [o for o in acked if o < floor], [o for o in acked if o >= floor]
+
+
+class FloorConsumer(Consumer):
+    """aiokafka consumer whose commits respect :class:`OffsetFloors` of its app."""
+
+    def _new_offset(self, tp: TP) -> Optional[int]:
+        floors: OffsetFloors | None = getattr(self.app, "offset_floors", None)
+        if floors is None:
+            return super()._new_offset(tp)
+        acked = self._acked[tp]
+        committable, held = split_acked(acked, floors.floor(tp))
+        if not held:
+            return super()._new_offset(tp)
+        acked[:] = committable
+        try:
+            return super()._new_offset(tp)
+        finally:
+            # Faust trims the committed run from the same list object in place.
+            self._acked[tp].extend(held)
+
+
+class FloorTransport(Transport):
+    """The aiokafka transport with :class:`FloorConsumer`."""
+
+    Consumer = FloorConsumer

@@ -1,0 +1,136 @@
+"""The worker's local staging area: partial files being written chunk by chunk, and verified
+files waiting for their processors.
+
+Every method blocks (disk I/O, hashing); agents call them through ``app.run_blocking``.
+One agent drives one file at a time, so no two calls touch the same key concurrently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .codec import Chunk
+from .paths import staging_name
+
+__all__ = ["StagingArea"]
+
+READ_BLOCK = 1 << 20
+
+
+@dataclass
+class _RunningHash:
+    """SHA-512 of a file's prefix, kept while chunks arrive in order, so verifying a
+    complete file usually needs no second read of it."""
+
+    digest: hashlib._Hash
+    next_offset: int
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StagingArea:
+    """Partial and complete files under ``root``, identified by an id that names this staging
+    area in table records: a record whose holder is another id has its bytes elsewhere."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.partial_dir = root / "partial"
+        self.complete_dir = root / "complete"
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        self.complete_dir.mkdir(parents=True, exist_ok=True)
+        self.holder = self._load_holder_id()
+        self._hashes: dict[str, _RunningHash] = {}
+
+    def _load_holder_id(self) -> str:
+        path = self.root / "holder-id"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            holder = uuid.uuid4().hex
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(holder)
+            os.replace(tmp, path)
+            return holder
+
+    def partial_path(self, key: str) -> Path:
+        return self.partial_dir / staging_name(key)
+
+    def complete_path(self, key: str) -> Path:
+        return self.complete_dir / staging_name(key)
+
+    def has_partial(self, key: str) -> bool:
+        return self.partial_path(key).exists()
+
+    def has_complete(self, key: str) -> bool:
+        return self.complete_path(key).exists()
+
+    def write_chunk(self, key: str, chunk: Chunk) -> bool:
+        """Verify the chunk's SHA-512 and write its data at its offset; False if it is corrupt."""
+        if hashlib.sha512(chunk.data).digest() != chunk.chunk_hash:
+            return False
+        fd = os.open(self.partial_path(key), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            view = memoryview(chunk.data)
+            offset = chunk.offset
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view, offset = view[written:], offset + written
+        finally:
+            os.close(fd)
+        running = self._hashes.get(key)
+        if running is None and chunk.offset == 0:
+            running = self._hashes[key] = _RunningHash(hashlib.sha512(), 0)
+        if running is not None:
+            if running.next_offset == chunk.offset:
+                running.digest.update(chunk.data)
+                running.next_offset = chunk.end
+            elif chunk.offset < running.next_offset:
+                pass  # a rewrite of bytes already hashed (same content: the chunk hash matched)
+            else:
+                del self._hashes[key]  # a gap: fall back to reading the file when sealing
+        return True
+
+    def seal(self, key: str, file_hash: bytes, size: int) -> bool:
+        """Check the staged file's length and SHA-512; if right, make it durable and move it to
+        the complete area. Returns False (and keeps nothing) on a mismatch."""
+        partial = self.partial_path(key)
+        running = self._hashes.pop(key, None)
+        with open(partial, "ab") as f:  # "a" creates the file of a zero-length upload
+            fd = f.fileno()
+            ok = os.fstat(fd).st_size == size
+            if ok:
+                in_memory = running is not None and running.next_offset == size
+                ok = (running.digest.digest() if in_memory else self._hash_fd(fd)) == file_hash
+            if ok:
+                os.fsync(fd)
+        if not ok:
+            self.discard(key)
+            return False
+        os.replace(partial, self.complete_path(key))
+        _fsync_dir(self.complete_dir)
+        return True
+
+    @staticmethod
+    def _hash_fd(fd: int) -> bytes:
+        digest = hashlib.sha512()
+        offset = 0
+        while block := os.pread(fd, READ_BLOCK, offset):
+            digest.update(block)
+            offset += len(block)
+        return digest.digest()
+
+    def discard(self, key: str) -> None:
+        """Remove every local trace of a file version."""
+        self._hashes.pop(key, None)
+        for path in (self.partial_path(key), self.complete_path(key)):
+            path.unlink(missing_ok=True)
