@@ -19,7 +19,7 @@ from faust.types import EventT, Message
 from app.application import app
 from app.codec import Chunk, ChunkDecodeError, decode_chunk
 from app.paths import UnsafePathError, file_key, message_key, output_relpath
-from app.topics import CompletedFile, chunk_topic, files_topic
+from app.topics import CompletedFile, chunk_topic, dead_letter_topic, files_topic
 from tables import FileState, PartialFile, finished_files, partial_files, progress
 
 from .dead_letters import dead_letter_file, dead_letter_message
@@ -32,9 +32,23 @@ log = logging.getLogger(__name__)
 
 @app.agent(chunk_topic, name="reassembly")
 async def reassembly_agent(stream: AsyncIterator[EventT]) -> None:
-    """Reassemble every file of the chunk topic; one event at a time, acked once durable."""
+    """Reassemble every file of the chunk topic; one event at a time, acked once durable.
+
+    Bad input never raises (it is dead-lettered). Anything else (a full disk, a broken
+    producer) crashes the worker; the offset stays pinned, so nothing past it is committed and
+    a restarted worker handles the message again.
+    """
     async for event in stream.events():  # type: ignore[attr-defined]
-        await handle_chunk(event.message)
+        message = event.message
+        tp = message.tp
+        app.offset_floors.pin(tp, message.offset)
+        try:
+            await handle_chunk(message)
+        except Exception as exc:
+            log.exception("cannot handle %s@%s; stopping the worker", tp, message.offset)
+            await app.crash(exc)
+            raise
+        app.offset_floors.unpin(tp)
 
 
 def commit_floor(partition: int) -> int | None:
@@ -43,6 +57,12 @@ def commit_floor(partition: int) -> int | None:
 
 
 app.offset_floors.register(chunk_topic.get_topic_name(), commit_floor)
+
+
+@app.task
+async def declare_dead_letter_topic() -> None:
+    """Create the dead-letter topic up front (nothing subscribes to it, so Faust would not)."""
+    await dead_letter_topic.maybe_declare()
 
 
 async def handle_chunk(message: Message) -> None:

@@ -26,14 +26,23 @@ class OffsetFloors:
 
     def __init__(self) -> None:
         self._providers: dict[str, FloorProvider] = {}
+        self._pins: dict[TP, int] = {}
 
     def register(self, topic: str, provider: FloorProvider) -> None:
         """``provider(partition)`` returns the floor for that partition, or None for none."""
         self._providers[topic] = provider
 
+    def pin(self, tp: TP, offset: int) -> None:
+        """Hold ``tp`` at ``offset`` until :meth:`unpin`: the message being handled there."""
+        self._pins[tp] = offset
+
+    def unpin(self, tp: TP) -> None:
+        self._pins.pop(tp, None)
+
     def floor(self, tp: TP) -> int | None:
         provider = self._providers.get(tp.topic)
-        return provider(tp.partition) if provider is not None else None
+        floors = [f for f in (provider(tp.partition) if provider else None, self._pins.get(tp)) if f is not None]
+        return min(floors, default=None)
 
 
 def split_acked(acked: list[int], floor: int | None) -> tuple[list[int], list[int]]:

@@ -105,7 +105,7 @@ class StagingArea:
         the complete area. Returns False (and keeps nothing) on a mismatch."""
         partial = self.partial_path(key)
         running = self._hashes.pop(key, None)
-        with open(partial, "ab") as f:  # "a" creates the file of a zero-length upload
+        with open(partial, "a+b") as f:  # "a" creates the file of a zero-length upload
             fd = f.fileno()
             ok = os.fstat(fd).st_size == size
             if ok:

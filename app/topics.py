@@ -23,6 +23,9 @@ class CompletedFile(faust.Record, serializer="json"):
 
 
 _partitions = app.settings.partitions
+# internal=True makes the worker create these topics (with the right partitions and message
+# size) before subscribing, instead of letting the broker auto-create them with its defaults.
+_declared = {"internal": True, "config": {"max.message.bytes": str(app.settings.max_fetch_bytes)}}
 
 #: File chunks, keyed by relative path; values in OpenMSIStream's wire format.
 chunk_topic = app.topic(
@@ -32,6 +35,7 @@ chunk_topic = app.topic(
     key_serializer="raw",
     value_serializer="raw",
     partitions=_partitions,
+    **_declared,
 )
 
 #: One event per completed file; co-partitioned with the chunk topic so the worker that
@@ -41,6 +45,7 @@ files_topic = app.topic(
     key_type=str,
     value_type=CompletedFile,
     partitions=_partitions,
+    **_declared,
 )
 
 #: Rejected messages (original key and value, reason in headers) and failed-file reports.
@@ -51,4 +56,5 @@ dead_letter_topic = app.topic(
     key_serializer="raw",
     value_serializer="raw",
     partitions=1,
+    **_declared,
 )
