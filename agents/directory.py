@@ -47,6 +47,9 @@ def place_file(staged: Path, root: Path, relpath: PurePosixPath, mtime: float = 
         if mtime > 0:
             os.utime(tmp, (mtime, mtime))
         os.replace(tmp, target)
+        # rename(2) does nothing when both names are links to one file (the same staged file
+        # placed twice), leaving the temporary name behind.
+        tmp.unlink(missing_ok=True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

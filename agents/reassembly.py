@@ -83,7 +83,7 @@ async def handle_chunk(message: Message) -> None:
         app.stats.count("chunks_rekeyed")
         await chunk_topic.send(key=expected_key, value=message.value, force=True)
         return
-    key = file_key(chunk.subdir, chunk.filename, chunk.filename_append, chunk.file_hash, chunk.total)
+    key = file_key(relpath, chunk.file_hash, chunk.total)
     finished = finished_files.get(key)
     if finished is not None and message.offset <= finished.last_offset:
         app.stats.count("chunks_redelivered")

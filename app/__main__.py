@@ -1,3 +1,6 @@
-from app.cli import main
+"""``python -m app``: the same as the ``filestream`` command."""
 
-main()
+if __name__ == "__main__":
+    from app.cli import main
+
+    main()

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import faust
 from faust.types import TransportT
 
+from .durability import DurableTable, PendingWrites
 from .offsets import FloorTransport, OffsetFloors
 from .security import faust_credentials
 from .settings import Settings
@@ -26,7 +27,8 @@ T = TypeVar("T")
 class FilestreamApp(faust.App):
     """A Faust app configured from :class:`Settings`.
 
-    Adds :attr:`offset_floors` (see :mod:`app.offsets`) and :meth:`run_blocking`, which runs
+    Adds :attr:`offset_floors` (see :mod:`app.offsets`), :attr:`pending_writes` (see
+    :mod:`app.durability`) and :meth:`run_blocking`, which runs
     disk, hashing and S3 work on a bounded thread pool so the event loop keeps serving
     heartbeats and web views.
     """
@@ -51,6 +53,11 @@ class FilestreamApp(faust.App):
             broker_rebalance_timeout=settings.session_timeout,
             broker_commit_interval=settings.commit_interval,
             store="memory://",
+            Table=DurableTable,
+            # Agents and views register when the worker discovers them, so importing `tables` or
+            # `agents` before `app` is not circular.
+            origin="app",
+            autodiscover=["agents"],
         )
         if credentials is not None:
             options["broker_credentials"] = credentials
@@ -58,6 +65,7 @@ class FilestreamApp(faust.App):
         super().__init__(settings.app_id, **options)
         self.settings = settings
         self.offset_floors = OffsetFloors()
+        self.pending_writes = PendingWrites()
         self.stats = WorkerStats()
         self._pool: ThreadPoolExecutor | None = None
         self._staging: StagingArea | None = None

@@ -16,7 +16,6 @@ import click
 from faust.cli import Command, argument, option
 
 from .application import app
-from .local_broker import BrokerSetupError, LocalBroker
 from .progress import UploadProgress
 from .uploader import DEFAULT_EXCLUDE, FileUpload, Uploader, find_files
 from .watcher import DirectoryWatcher
@@ -40,6 +39,8 @@ class local(Command):  # noqa: N801 - the class name is the command name
     ]
 
     def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        from .local_broker import BrokerSetupError, LocalBroker  # also runnable as python -m app.local_broker
+
         action = self.kwargs["action"]
         port = self.kwargs["port"] or _default_port()
         broker = LocalBroker(port)
@@ -48,13 +49,15 @@ class local(Command):  # noqa: N801 - the class name is the command name
                 status = broker.up()
             elif action == "down":
                 stopped = broker.down()
-                click.echo(f"stopped broker on {broker.bootstrap}" if stopped else f"no broker of ours on {broker.bootstrap}")
+                what = "stopped broker" if stopped else "no broker of ours"
+                click.echo(f"{what} on {broker.bootstrap}")
                 raise SystemExit(0)
             else:
                 status = broker.status()
         except BrokerSetupError as exc:
             _fail(str(exc))
-        click.echo(f"broker:  {status.bootstrap} ({'running, pid ' + str(status.pid) if status.running else 'stopped'})")
+        state = f"running, pid {status.pid}" if status.running else "stopped"
+        click.echo(f"broker:  {status.bootstrap} ({state})")
         click.echo(f"log:     {status.log_path}")
         click.echo(f"state:   {status.state_dir}")
         raise SystemExit(0 if status.running or action == "status" else 1)
@@ -79,7 +82,8 @@ class upload(Command):  # noqa: N801
         option("--settle", type=float, default=2.0, show_default=True,
                help="With --watch: seconds a file must stay unchanged before it is uploaded."),
         option("--include", default=None, help="Regex on the relative path: upload only matching files."),
-        option("--exclude", default=DEFAULT_EXCLUDE, show_default=True, help="Regex on the relative path: skip matching files."),
+        option("--exclude", default=DEFAULT_EXCLUDE, show_default=True,
+               help="Regex on the relative path: skip matching files."),
         option("--parallel", type=int, default=8, show_default=True, help="Files uploaded concurrently."),
     ]
 

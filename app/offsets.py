@@ -10,15 +10,14 @@ acks are kept and counted once the floor rises.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Optional
+from collections.abc import Callable, Mapping
 
 from faust.transport.drivers.aiokafka import Consumer, Transport
 from faust.types import TP
 
 __all__ = ["FloorConsumer", "FloorTransport", "OffsetFloors", "split_acked"]
 
-FloorProvider = Callable[[int], Optional[int]]
+FloorProvider = Callable[[int], int | None]
 
 
 class OffsetFloors:
@@ -55,7 +54,7 @@ def split_acked(acked: list[int], floor: int | None) -> tuple[list[int], list[in
 class FloorConsumer(Consumer):
     """aiokafka consumer whose commits respect :class:`OffsetFloors` of its app."""
 
-    def _new_offset(self, tp: TP) -> Optional[int]:
+    def _new_offset(self, tp: TP) -> int | None:
         floors: OffsetFloors | None = getattr(self.app, "offset_floors", None)
         if floors is None:
             return super()._new_offset(tp)
@@ -69,6 +68,14 @@ class FloorConsumer(Consumer):
         finally:
             # Faust trims the committed run from the same list object in place.
             self._acked[tp].extend(held)
+
+
+    async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        # Every table write behind these offsets must be on the broker first (app.durability).
+        pending = getattr(self.app, "pending_writes", None)
+        if pending is not None:
+            await pending.wait()
+        return await super()._commit_offsets(offsets, start_new_transaction)
 
 
 class FloorTransport(Transport):

@@ -37,7 +37,11 @@ def _check_component(part: str, what: str) -> None:
         raise UnsafePathError(f"{what} component {part!r} looks like a drive letter")
     if part.split(".")[0].lower() in _RESERVED:
         raise UnsafePathError(f"{what} component {part!r} is a reserved device name")
-    if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
+    try:
+        encoded = part.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePathError(f"{what} component {part!r} is not valid Unicode") from None
+    if len(encoded) > MAX_COMPONENT_BYTES:
         raise UnsafePathError(f"{what} component is longer than {MAX_COMPONENT_BYTES} bytes")
 
 
@@ -80,16 +84,10 @@ def message_key(relpath: PurePosixPath | str) -> bytes:
     return str(relpath).encode("utf-8")
 
 
-def file_key(subdir: str, filename: str, filename_append: str, file_hash: bytes, total: int) -> str:
-    """Table key of one uploaded file version: path, content hash and chunking.
-
-    Built from the raw fields (not the checked path), so chunks with unsafe paths still group
-    into one entry and fail once.
-    """
-    path = f"{subdir}/{filename}" if subdir else filename
-    if filename_append:
-        path = f"{path}+{filename_append}"
-    return f"{path}#{file_hash.hex()[:32]}#{total}"
+def file_key(relpath: PurePosixPath | str, file_hash: bytes, total: int) -> str:
+    """Table key of one uploaded file version: its checked output path, content hash and
+    chunking. The two fixed-format suffixes keep it unambiguous whatever the path holds."""
+    return f"{relpath}#{file_hash.hex()[:32]}#{total}"
 
 
 def staging_name(key: str) -> str:

@@ -94,10 +94,9 @@ class StagingArea:
             if running.next_offset == chunk.offset:
                 running.digest.update(chunk.data)
                 running.next_offset = chunk.end
-            elif chunk.offset < running.next_offset:
-                pass  # a rewrite of bytes already hashed (same content: the chunk hash matched)
             else:
-                del self._hashes[key]  # a gap: fall back to reading the file when sealing
+                # a gap, or bytes already hashed written again: read the file when sealing
+                del self._hashes[key]
         return True
 
     def seal(self, key: str, file_hash: bytes, size: int) -> bool:

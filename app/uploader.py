@@ -46,7 +46,9 @@ class FileUpload:
         return "" if str(parent) == "." else parent.as_posix()
 
 
-def find_files(roots: Iterable[Path], include: str | None = None, exclude: str | None = DEFAULT_EXCLUDE) -> list[FileUpload]:
+def find_files(
+    roots: Iterable[Path], include: str | None = None, exclude: str | None = DEFAULT_EXCLUDE
+) -> list[FileUpload]:
     """Files to upload: each file given, and every file under each directory given (its path
     relative to that directory becomes the subdirectory). Regexes match relative posix paths."""
     inc = re.compile(include) if include else None
@@ -56,7 +58,8 @@ def find_files(roots: Iterable[Path], include: str | None = None, exclude: str |
         if root.is_file():
             candidates: Iterable[tuple[Path, PurePosixPath]] = [(root, PurePosixPath(root.name))]
         elif root.is_dir():
-            candidates = ((p, PurePosixPath(p.relative_to(root).as_posix())) for p in sorted(root.rglob("*")) if p.is_file())
+            files = (p for p in sorted(root.rglob("*")) if p.is_file())
+            candidates = ((p, PurePosixPath(p.relative_to(root).as_posix())) for p in files)
         else:
             raise FileNotFoundError(f"no such file or directory: {root}")
         for path, rel in candidates:
@@ -182,7 +185,9 @@ class Uploader(Service):
         await asyncio.gather(*pending)
         return size
 
-    async def _send_chunks(self, upload: FileUpload, file_hash: bytes, size: int, mtime: float) -> AsyncIterator[asyncio.Future]:
+    async def _send_chunks(
+        self, upload: FileUpload, file_hash: bytes, size: int, mtime: float
+    ) -> AsyncIterator[asyncio.Future]:
         assert self._producer is not None, "Uploader is not started"
         loop = asyncio.get_running_loop()
         chunks = chunk_file(upload, self.chunk_size, file_hash, size, mtime)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from faust.web import Request, Response, View
 
+from tables import finished_files, partial_files
+from tables.chunkset import count
+
 from .application import app
 
 __all__ = ["StatusView"]
@@ -14,9 +17,6 @@ class StatusView(View):
     """Counters, assigned partitions and the uploads this worker is reassembling."""
 
     async def get(self, request: Request) -> Response:
-        from tables import finished_files, partial_files  # tables import the app: load lazily
-        from tables.chunkset import count
-
         active = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == app.settings.chunk_topic)
         partials = [
             {"relpath": rec.relpath, "state": rec.state, "chunks": f"{count(rec.received)}/{rec.total}",

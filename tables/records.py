@@ -30,13 +30,14 @@ class PartialFile(faust.Record, serializer="json"):
     last_offset: int
     holder: str
     state: str = FileState.RECEIVING
-    received: list = []  # noqa: RUF012 - faust copies defaults per instance
+    # Record defaults are shared between instances: never mutate these lists, derive() new ones.
+    received: list = []
     chunk_len: int = 0
     size: int = -1
     bytes_received: int = 0
     mtime: float = 0.0
     completing_offset: int = -1
-    done: list = []  # noqa: RUF012
+    done: list = []
     reason: str = ""
     started_at: float = 0.0
     updated_at: float = 0.0

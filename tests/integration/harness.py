@@ -72,7 +72,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self.datadir.mkdir(parents=True, exist_ok=True)
         env = {**self.env, "FILESTREAM_DATADIR": str(self.datadir), "FILESTREAM_WEB_PORT": str(self.web_port)}
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.log_path, "ab")
         log.write(f"\n===== start {self.starts + 1} =====\n".encode())
         log.flush()
         self.proc = subprocess.Popen([str(FILESTREAM), "worker", "-l", "info"], cwd=self.workdir, env=env,
@@ -227,7 +227,7 @@ class Deployment:
             missing = sorted(set(expected) - set(last))
             wrong = sorted(k for k in expected if k in last and last[k] != expected[k])
             extra = sorted(set(last) - set(expected))
-            logs = "\n".join(f"--- {w.name}\n{w.log_tail(60)}" for w in self.workers)
+            logs = "\n".join(f"--- {w.name} status: {w.status()}\n{w.log_tail(60)}" for w in self.workers)
             raise AssertionError(f"output mismatch: {len(missing)} missing {missing[:10]}, {len(wrong)} corrupt "
                                  f"{wrong[:10]}, {len(extra)} unexpected {extra[:10]}\n{logs}") from None
         return last
