@@ -23,9 +23,9 @@ from app.topics import CompletedFile, chunk_topic, dead_letter_topic, files_topi
 from tables import FileState, PartialFile, finished_files, partial_files, progress
 
 from .dead_letters import dead_letter_file, dead_letter_message
-from .release import forget
+from .release import forget, forget_finished
 
-__all__ = ["abandon_stale_uploads", "commit_floor", "handle_chunk", "reassembly_agent"]
+__all__ = ["commit_floor", "expire_records", "handle_chunk", "reassembly_agent"]
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +170,17 @@ async def _announce(key: str, rec: PartialFile) -> None:
     )
 
 
-@app.timer(interval=60.0)
-async def abandon_stale_uploads() -> None:
-    """Give up on uploads that stopped sending chunks, so they stop holding the commit floor."""
-    deadline = time.time() - app.settings.abandon_after
+@app.timer(interval=min(60.0, max(0.5, app.settings.abandon_after / 4)))
+async def expire_records() -> None:
+    """Give up on uploads that stopped sending chunks, so they stop holding the commit floor,
+    and forget finished files after their retention."""
+    now = time.time()
     active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == chunk_topic.get_topic_name()}
+    expired = [(k, r) for k, r in finished_files.items()
+               if r.partition in active and r.finished_at < now - app.settings.finished_retention]
+    for key, finished in expired:
+        forget_finished(key, finished)
+    deadline = now - app.settings.abandon_after
     stale = [(k, r) for k, r in partial_files.items()
              if r.partition in active and r.state != FileState.COMPLETE and r.updated_at < deadline]
     for key, rec in stale:

@@ -7,7 +7,7 @@ import time
 
 from tables import FinishedFile, PartialFile, finished_files, partial_files
 
-__all__ = ["forget"]
+__all__ = ["forget", "forget_finished"]
 
 
 def forget(key: str, rec: PartialFile, *, outcome: str) -> None:
@@ -22,3 +22,9 @@ def forget(key: str, rec: PartialFile, *, outcome: str) -> None:
     partial_files.send_changelog(rec.partition, key, None, value_serializer="raw")
     finished_files.data[key] = finished
     finished_files.send_changelog(rec.partition, key, finished)
+
+
+def forget_finished(key: str, finished: FinishedFile) -> None:
+    """Drop a finished record once its retention is over (a tombstone keeps the changelog small)."""
+    finished_files.data.pop(key, None)
+    finished_files.send_changelog(finished.partition, key, None, value_serializer="raw")

@@ -65,6 +65,9 @@ class Settings:
         "Attempts a processor gets on one file before the file is dead-lettered."))
     abandon_after: float = field(default=24 * 3600.0, metadata=_doc(
         "Seconds without a new chunk after which a partial file is abandoned and reported."))
+    finished_retention: float = field(default=7 * 24 * 3600.0, metadata=_doc(
+        "Seconds a finished file is remembered, so its redelivered chunks are ignored; keep it at least "
+        "the chunk topic's retention."))
     session_timeout: float = field(default=30.0, metadata=_doc(
         "Consumer group session timeout, seconds (also bounds rebalance time)."))
     heartbeat_interval: float = field(default=3.0, metadata=_doc(

@@ -62,7 +62,7 @@ class Tracked:
         self.argv = argv
         self.log = log
         out: int | IO[bytes] | None = stdout
-        log_file = open(log, "ab") if log is not None and stdout is None else None  # noqa: SIM115
+        log_file = open(log, "ab") if log is not None and stdout is None else None
         try:
             self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=stdin,
                                          stdout=log_file if log_file is not None else out,

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 REPO = Path(__file__).resolve().parents[2]
 FILESTREAM = Path(sys.executable).with_name("filestream")
@@ -121,6 +122,22 @@ class WorkerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+def committed_offset(bootstrap: str, deployment: Deployment, partition: int = 0) -> int:
+    """The worker group's committed offset of one chunk-topic partition (-1 if none)."""
+
+    async def run() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(deployment.env["FILESTREAM_APP_ID"])
+        finally:
+            await admin.close()
+        meta = offsets.get(TopicPartition(deployment.chunk_topic, partition))
+        return meta.offset if meta is not None else -1
+
+    return asyncio.run(run())
 
 
 def _dead_letter(record: Any) -> dict[str, Any]:

@@ -6,6 +6,8 @@ import dataclasses
 import hashlib
 import json
 import random
+import signal
+import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -14,7 +16,7 @@ from app.codec import Chunk, encode_chunk
 from app.paths import message_key
 from app.uploader import FileUpload, chunk_file, file_digest
 
-from .harness import Deployment, tree_digests, wait_for
+from .harness import FILESTREAM, Deployment, committed_offset, tree_digests, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +135,7 @@ def test_bad_input_is_dead_lettered_and_nothing_else_is_lost(deployment: Deploym
     assert garbage["value"] == b"\x00not msgpack at all" and garbage["key"] == b"garbage"  # preserved as sent
     # nothing escaped the output root
     assert not (tmp_path / "escape").exists() and not (tmp_path.parent / "escape").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["src", "output", "w1-data", "w1.log"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["output", "src", "w1-data", "w1.log"]
     assert_no_leftovers(deployment)
 
 
@@ -160,3 +162,72 @@ def test_worker_killed_mid_transfer_still_delivers_every_file(deployment: Deploy
     deployment.wait_output(expected, timeout=300)
     assert kills == 2
     assert_no_leftovers(deployment)
+
+
+def test_watch_uploads_new_and_rewritten_files_and_stops_cleanly(deployment: Deployment, tmp_path: Path) -> None:
+    src = tmp_path / "watched"
+    write(src, "existing.txt", b"was here before the watcher started\n")
+    deployment.worker().start().wait_assigned()
+    log = tmp_path / "watcher.log"
+    with open(log, "w") as out:
+        watcher = subprocess.Popen([str(FILESTREAM), "upload", str(src), "--watch", "--settle", "0.5"], cwd=tmp_path,
+                                   env=deployment.env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        # files written before the first scan would count as already there
+        wait_for(lambda: "watching" in log.read_text(), 60, "the watcher to start watching")
+        write(src, "new/one.bin", rand(3 * CHUNK + 3, 11))
+        write(src, "two.txt", b"second\n")
+        deployment.wait_output({k: v for k, v in tree_digests(src).items() if k != "existing.txt"})
+        write(src, "two.txt", b"second, rewritten with other content\n")
+        deployment.wait_output({k: v for k, v in tree_digests(src).items() if k != "existing.txt"})
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        watcher.wait(timeout=30)
+    text = log.read_text()
+    assert watcher.returncode == 0, text
+    assert text.count("uploaded two.txt") == 2 and "existing.txt" not in text
+
+
+def test_redelivered_chunks_of_a_finished_file_are_not_processed_again(deployment: Deployment, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write(src, "held/unfinished.bin", rand(4 * CHUNK, 21))
+    write(src, "held/finished.bin", rand(3 * CHUNK, 22))
+    unfinished = messages(chunks_of(src / "held/unfinished.bin", "held/unfinished.bin"), "held/unfinished.bin")
+    finished = messages(chunks_of(src / "held/finished.bin", "held/finished.bin"), "held/finished.bin")
+    deployment.env["FILESTREAM_PARTITIONS"] = "1"  # both files in one partition: the unfinished one holds the floor
+    worker = deployment.worker().start()
+    worker.wait_assigned()
+    deployment.produce(unfinished[:-1] + finished)  # the last chunk of the first file is still to come
+    deployment.wait_output({"held/finished.bin": tree_digests(src)["held/finished.bin"]})
+    first_inode = (deployment.output / "held/finished.bin").stat().st_ino
+
+    worker.kill()
+    worker.start()
+    status = wait_for(lambda: (s := worker.status()) and s["counters"].get("chunks_redelivered", 0) >= 3 and s,
+                      90, "the restarted worker to read the finished file's chunks again")
+    assert status["counters"].get("files_processed", 0) == 0, status
+    deployment.produce(unfinished[-1:])
+    deployment.wait_output(tree_digests(src))
+    assert (deployment.output / "held/finished.bin").stat().st_ino == first_inode  # not written again
+
+
+def test_abandoned_upload_is_reported_and_releases_the_commit_floor(kafka_bootstrap: str, tmp_path: Path) -> None:
+    deployment = Deployment(kafka_bootstrap, tmp_path, partitions=1, abandon_after="2")
+    try:
+        src = tmp_path / "src"
+        write(src, "gone/partial.bin", rand(4 * CHUNK, 31))
+        write(src, "gone/after.bin", rand(CHUNK + 1, 32))
+        worker = deployment.worker().start()
+        worker.wait_assigned()
+        deployment.produce(messages(chunks_of(src / "gone/partial.bin", "gone/partial.bin"), "gone/partial.bin")[:2])
+        report = next(d for d in deployment.dead_letters(expect=1, timeout=60) if d["reason"] == "abandoned")
+        facts = json.loads(report["value"])
+        assert (facts["relpath"], facts["received"], facts["total"]) == ("gone/partial.bin", 2, 4)
+        wait_for(lambda: (s := worker.status()) and s["partial_files"] == [], 30, "the partial record to be dropped")
+        assert not any((worker.datadir / "staging" / "partial").iterdir()), "staged bytes not freed"
+        # the worker goes on, and its commits pass the abandoned chunks
+        deployment.produce(messages(chunks_of(src / "gone/after.bin", "gone/after.bin"), "gone/after.bin"))
+        deployment.wait_output({"gone/after.bin": tree_digests(src)["gone/after.bin"]})
+        wait_for(lambda: committed_offset(kafka_bootstrap, deployment) >= 4, 30, "the commit to pass every chunk")
+    finally:
+        deployment.stop_all()
