@@ -17,7 +17,9 @@ class StatusView(View):
     """Counters, assigned partitions and the uploads this worker is reassembling."""
 
     async def get(self, request: Request) -> Response:
-        active = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == app.settings.chunk_topic)
+        tps = sorted((tp for tp in app.assignor.assigned_actives() if tp.topic == app.settings.chunk_topic),
+                     key=lambda tp: tp.partition)
+        active = [tp.partition for tp in tps]
         partials = [
             {"relpath": rec.relpath, "state": rec.state, "chunks": f"{count(rec.received)}/{rec.total}",
              "bytes_received": rec.bytes_received, "partition": rec.partition, "first_offset": rec.first_offset,
@@ -28,6 +30,8 @@ class StatusView(View):
             "worker": app.conf.id,
             "staging_holder": app.staging.holder,
             "active_partitions": active,
+            # the lowest offset each partition's commit may reach while uploads are unfinished
+            "commit_floors": {tp.partition: app.offset_floors.floor(tp) for tp in tps},
             "counters": app.stats.snapshot(),
             "partial_files": partials,
             "finished_files": sum(1 for rec in finished_files.values() if rec.partition in active),
