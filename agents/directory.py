@@ -1,22 +1,28 @@
 """The directory processor: each completed file appears at ``<output_dir>/<relpath>``,
 atomically (temporary name, fsync, rename), so no partial file is ever visible under its
-final name. Writing the same version again is harmless."""
+final name. Writing the same version again is harmless; of several uploads of one path, the
+one that started last wins (:class:`tables.PlacedVersion`)."""
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path, PurePosixPath
 
 from app.application import app
 from app.paths import resolve_under
 from app.topics import CompletedFile
+from tables import PlacedVersion, placed_versions
 
 from .processing import file_processor
 
 __all__ = ["place_file", "write_to_directory"]
+
+log = logging.getLogger(__name__)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once at import, while single-threaded: os.umask is process-wide
@@ -63,5 +69,13 @@ def place_file(staged: Path, root: Path, relpath: PurePosixPath, mtime: float = 
 
 @file_processor("directory")
 async def write_to_directory(file: CompletedFile, staged: Path) -> None:
-    """Write each completed file under the configured output directory."""
+    """Write each completed file under the configured output directory, unless a version of the
+    same path that was uploaded later is there already."""
+    placed = placed_versions.get(file.relpath)
+    if placed is not None and placed.first_offset > file.first_offset:
+        log.info("not placing %s: superseded by a later upload", file.relpath)
+        app.stats.count("versions_superseded")
+        return
     await app.run_blocking(place_file, staged, app.settings.output_dir, PurePosixPath(file.relpath), file.mtime)
+    placed_versions[file.relpath] = PlacedVersion(file_hash=file.file_hash, first_offset=file.first_offset,
+                                                  placed_at=time.time())

@@ -10,7 +10,9 @@ crash a file may be offered again to a processor whose success was not yet recor
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -71,6 +73,8 @@ async def run_processor(name: str, fn: ProcessorFn, file: CompletedFile) -> None
         try:
             await fn(file, path)
             app.stats.count(f"processed.{name}")
+            if app.settings.journal:
+                await app.run_blocking(_journal, app.settings.journal, name, file)
             break
         except Exception as exc:  # a processor's failure must not stop the worker
             log.warning("processor %s failed on %s (attempt %d/%d): %r", name, file.relpath, attempt, attempts, exc)
@@ -80,6 +84,13 @@ async def run_processor(name: str, fn: ProcessorFn, file: CompletedFile) -> None
             else:
                 await asyncio.sleep(_RETRY_BASE_DELAY * 2 ** (attempt - 1))
     await _mark_done(name, file)
+
+
+def _journal(path: str, processor: str, file: CompletedFile) -> None:
+    entry = {"time": time.time(), "processor": processor, "holder": app.staging.holder, "relpath": file.relpath,
+             "file_hash": file.file_hash, "size": file.size, "first_offset": file.first_offset}
+    with open(path, "a") as f:  # one short write per line: appends from several workers do not interleave
+        f.write(json.dumps(entry) + "\n")
 
 
 async def _mark_done(name: str, file: CompletedFile) -> None:

@@ -59,6 +59,15 @@ def commit_floor(partition: int) -> int | None:
 app.offset_floors.register(chunk_topic.get_topic_name(), commit_floor)
 
 
+@partial_files.on_recover
+async def sweep_staging() -> None:
+    """After every recovery (start, rebalance) the table holds exactly this worker's partitions:
+    staged bytes of any other file (moved to another worker, or left by a crash) are garbage."""
+    held = {key for key, rec in partial_files.items() if rec.holder == app.staging.holder}
+    if removed := await app.run_blocking(app.staging.sweep, held):
+        log.info("freed %d staged file(s) this worker no longer owns", removed)
+
+
 @app.task
 async def declare_dead_letter_topic() -> None:
     """Create the dead-letter topic up front (nothing subscribes to it, so Faust would not)."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +25,8 @@ from .stats import WorkerStats
 __all__ = ["FilestreamApp", "app"]
 
 T = TypeVar("T")
+#: Exit status of a worker whose shutdown outlasted ``shutdown_timeout`` (EX_TEMPFAIL).
+EXIT_SHUTDOWN_TIMEOUT = 75
 
 
 class FilestreamApp(faust.App):
@@ -92,12 +97,26 @@ class FilestreamApp(faust.App):
         call = functools.partial(fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
+    async def on_stop(self) -> None:
+        # Bound the whole shutdown: cutting it short is safe (uncommitted work is redone after a
+        # restart), hanging on a stuck broker or processor is not.
+        timeout = self.settings.shutdown_timeout
+        watchdog = threading.Timer(timeout, _exit_after_timeout, (timeout,))
+        watchdog.daemon = True
+        watchdog.start()
+        await super().on_stop()
+
     async def on_shutdown(self) -> None:
         # After agents and streams have stopped, so no job is still on its way in.
         await super().on_shutdown()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _exit_after_timeout(timeout: float) -> None:
+    logging.getLogger(__name__).error("shutdown took longer than %.0f s: exiting now", timeout)
+    os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
 
 app = FilestreamApp(Settings.from_env())

@@ -68,6 +68,10 @@ class Settings:
     finished_retention: float = field(default=7 * 24 * 3600.0, metadata=_doc(
         "Seconds a finished file is remembered, so its redelivered chunks are ignored; keep it at least "
         "the chunk topic's retention."))
+    shutdown_timeout: float = field(default=60.0, metadata=_doc(
+        "Seconds a stopping worker may take to finish in-flight work and commit before it exits anyway."))
+    journal: str = field(default="", metadata=_doc(
+        "If set, a file that gets one JSON line per successful processor run (audits, fault tests)."))
     session_timeout: float = field(default=30.0, metadata=_doc(
         "Consumer group session timeout, seconds (also bounds rebalance time)."))
     heartbeat_interval: float = field(default=3.0, metadata=_doc(

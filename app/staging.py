@@ -128,6 +128,14 @@ class StagingArea:
             offset += len(block)
         return digest.digest()
 
+    def sweep(self, keep: set[str]) -> int:
+        """Delete staged files of every key not in ``keep``; return how many were deleted."""
+        names = {staging_name(key) for key in keep}
+        stale = [p for d in (self.partial_dir, self.complete_dir) for p in d.iterdir() if p.name not in names]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     def discard(self, key: str) -> None:
         """Remove every local trace of a file version."""
         self._hashes.pop(key, None)

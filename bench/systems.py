@@ -11,6 +11,7 @@ import json
 import os
 import resource
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,6 +34,7 @@ __all__ = ["SYSTEMS", "BenchError", "RunContext", "RunResult", "run_system"]
 
 REPO = Path(__file__).resolve().parents[1]
 OMS_VENV = REPO / ".venv-openmsistream"
+OMS_LOGS = "LOGS"  # DataFileUploadDirectory's registry and log directory inside the upload directory
 
 
 class BenchError(RuntimeError):
@@ -371,9 +373,10 @@ def run_openmsistream(ctx: RunContext) -> RunResult:
         _wait_until(joined, 120, "DataFileDownloadDirectory to join its consumer group", interval=0.5)
         downloader_base = downloader.sample()
         window = _Window(ctx.broker_pid)
+        # Its registry and log go to <upload dir>/LOGS (removed after the run): with --logger_file_path
+        # elsewhere, 1.8.8 matches files against the log directory's parent and uploads nothing.
         uploader = Tracked([str(bin_dir / "DataFileUploadDirectory"), str(ctx.corpus.root), "--config", str(config),
-                            "--topic_name", topic, "--upload_existing", "--chunk_size", str(ctx.chunk_size),
-                            "--logger_file_path", str(ctx.workdir / "logs-upload")],
+                            "--topic_name", topic, "--upload_existing", "--chunk_size", str(ctx.chunk_size)],
                            env=env, cwd=ctx.workdir, log=ctx.workdir / "upload.log", stdin=subprocess.PIPE)
         up = uploader
 
@@ -392,6 +395,7 @@ def run_openmsistream(ctx: RunContext) -> RunResult:
         return window.close(result)
     finally:
         _oms_stop(uploader, downloader)
+        shutil.rmtree(ctx.corpus.root / OMS_LOGS, ignore_errors=True)
 
 
 SYSTEMS: dict[str, Callable[[RunContext], RunResult]] = {

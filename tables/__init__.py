@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from app.application import app
 
-from .records import FileState, FinishedFile, PartialFile
+from .records import FileState, FinishedFile, PartialFile, PlacedVersion
 
-__all__ = ["FileState", "FinishedFile", "PartialFile", "finished_files", "partial_files"]
+__all__ = ["FileState", "FinishedFile", "PartialFile", "PlacedVersion", "finished_files", "partial_files",
+           "placed_versions"]
 
 #: Uploads being reassembled or processed, by file key. Their first offsets are the commit floors.
 partial_files = app.Table("partial-files", key_type=str, value_type=PartialFile, partitions=app.settings.partitions)
 
 #: File versions whose processing has ended, by file key: redelivered chunks are ignored.
 finished_files = app.Table("finished-files", key_type=str, value_type=FinishedFile, partitions=app.settings.partitions)
+
+#: The version of each output path the directory processor placed last (newest upload wins).
+placed_versions = app.Table("placed-versions", key_type=str, value_type=PlacedVersion,
+                            partitions=app.settings.partitions)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-__all__ = ["FileState", "FinishedFile", "PartialFile"]
+__all__ = ["FileState", "FinishedFile", "PartialFile", "PlacedVersion"]
 
 
 class FileState:
@@ -57,3 +57,16 @@ class FinishedFile(faust.Record, serializer="json"):
     last_offset: int
     outcome: str
     finished_at: float
+
+
+class PlacedVersion(faust.Record, serializer="json"):
+    """The version of a path the directory processor placed last, keyed by relative path.
+
+    All versions of a path share a partition, so ``first_offset`` orders them by upload: a
+    version that started uploading earlier never replaces a later one (newest upload wins),
+    whichever completes first.
+    """
+
+    file_hash: str
+    first_offset: int
+    placed_at: float

@@ -182,9 +182,13 @@ class Deployment:
         self.workers.append(w)
         return w
 
+    @staticmethod
+    def upload_command(*paths: Path) -> list[str]:
+        return [str(FILESTREAM), "upload", *map(str, paths)]
+
     def upload(self, *paths: Path, args: Iterable[str] = (), timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run ``filestream upload`` and return the finished process (check returncode yourself)."""
-        return subprocess.run([str(FILESTREAM), "upload", *map(str, paths), *args], env=self.env, cwd=self.root,
+        return subprocess.run([*self.upload_command(*paths), *args], env=self.env, cwd=self.root,
                               capture_output=True, text=True, timeout=timeout)
 
     def produce(self, messages: Iterable[tuple[bytes | None, bytes]]) -> None:

@@ -46,6 +46,8 @@ def assert_no_leftovers(dep: Deployment) -> None:
     hidden = [p for p in dep.output.rglob("*") if p.name.startswith(".")]
     assert hidden == [], f"temporary files left in the output: {hidden}"
     for w in dep.workers:
+        if not w.alive():
+            continue  # a dead host's disk; a restarted worker sweeps it (test_scale_out_and_rebalance)
         staged = [p for p in (w.datadir / "staging").rglob("*") if p.is_file() and p.name != "holder-id"]
         assert staged == [], f"staging of {w.name} not cleaned up: {staged}"
 

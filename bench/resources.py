@@ -1,0 +1,202 @@
+"""``python -m bench.resources``: what a filestream worker costs in memory, restart time and bytes
+written (issue 3).
+
+Run from the repository root with the project venv::
+
+    .venv/bin/python -m bench.resources            # full: 512 MiB and 4 GiB files, 2 GiB partial state (~15 min)
+    .venv/bin/python -m bench.resources --quick    # scaled down (~3 min)
+
+Measurements, each on its own app id and topics, cleaned up before the next:
+
+1. the worker's peak RSS (VmHWM) while reassembling one large file, at two sizes;
+2. its RSS while holding many partial files (every chunk but the last of each);
+3. the time from a restart (after SIGKILL, same or empty data directory) with partial state
+   until a new small file and then all partial files are out;
+4. bytes appended to each topic's log and written to local disk per byte of file.
+
+No source file is written: chunk messages are generated from a seeded PRNG and produced with
+aiokafka. A private broker is started (fresh state in a temporary directory) unless
+``--bootstrap`` is given. Prints a table and updates the "Resources (issue 3)" section of
+``bench/RESULTS.md`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .resources_cases import Context, partial_state, restart, single_file, write_amplification
+from .resources_kafka import BrokerHandle, start_broker
+from .resources_report import (
+    RESTART_TARGET_S,
+    RSS_TARGET_MB,
+    Report,
+    machine_facts,
+    render_markdown,
+    render_text,
+    update_results_file,
+)
+
+__all__ = ["FULL", "QUICK", "Plan", "main"]
+
+MIB = 1 << 20
+GIB = 1 << 30
+DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of every measurement."""
+
+    single_sizes: tuple[int, ...]
+    partial: tuple[int, int]  #: (files, bytes each)
+    restart: tuple[int, int]
+    writes: tuple[int, int]
+
+
+FULL = Plan(single_sizes=(512 * MIB, 4 * GIB), partial=(64, 32 * MIB), restart=(32, 32 * MIB), writes=(8, 32 * MIB))
+QUICK = Plan(single_sizes=(64 * MIB, 512 * MIB), partial=(16, 16 * MIB), restart=(8, 32 * MIB), writes=(8, 8 * MIB))
+CASES = ("single", "partial", "restart", "writes")
+
+
+def _cases(text: str) -> tuple[str, ...]:
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not items or any(t not in CASES for t in items):
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(CASES)} (got {text!r})")
+    return items
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.resources", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="scaled down: 512 MiB file, 256 MiB partial state")
+    parser.add_argument("--cases", type=_cases, default=CASES, help=f"comma-separated: {','.join(CASES)}")
+    parser.add_argument("--bootstrap", default=None, help="use this broker (HOST:PORT) instead of starting one")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results file (default bench/RESULTS.md)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave the results file alone")
+    parser.add_argument("--tmp", type=Path, default=None, help="parent of the scratch directory")
+    parser.add_argument("--seed", type=int, default=20251204)
+    return parser.parse_args(argv)
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _load() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _run(report: Report, name: str, job: Callable[[], None]) -> None:
+    """Run one measurement; a failure is recorded and the next one still runs."""
+    started = time.monotonic()
+    _log(f"{name} ...")
+    try:
+        job()
+    except Exception as exc:
+        traceback.print_exc()
+        report.errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    _log(f"{name} took {time.monotonic() - started:.0f} s")
+
+
+def run_plan(plan: Plan, cases: Sequence[str], ctx: Context, report: Report) -> None:
+    """Every selected measurement, in order."""
+    if "single" in cases:
+        for size in plan.single_sizes:
+            _run(report, f"1. one {size // MIB} MiB file", lambda s=size: report.single.append(single_file(ctx, s)))
+    if "partial" in cases:
+        n, size = plan.partial
+        _run(report, f"2. {n} partial files of {size // MIB} MiB",
+             lambda: report.partial.append(partial_state(ctx, n, size)))
+    if "restart" in cases:
+        n, size = plan.restart
+        for same in (True, False):
+            _run(report, f"3. restart ({'same' if same else 'empty'} data dir, {n} x {size // MIB} MiB partial)",
+                 lambda same=same: report.restarts.append(restart(ctx, n, size, same_datadir=same)))
+    if "writes" in cases:
+        n, size = plan.writes
+        _run(report, f"4. bytes written, {n} files of {size // MIB} MiB",
+             lambda: report.writes.append(write_amplification(ctx, n, size)))
+
+
+def analysis(report: Report) -> list[str]:
+    """Plain statements the figures support (targets, size independence, where restart time goes)."""
+    out = []
+    if len(report.single) >= 2:
+        lo, hi = min(report.single, key=lambda r: r.size), max(report.single, key=lambda r: r.size)
+        out.append(f"- Peak RSS with a {hi.size / lo.size:.0f}x larger file: {lo.peak_hwm / 1e6:.0f} MB -> "
+                   f"{hi.peak_hwm / 1e6:.0f} MB ({(hi.peak_hwm - lo.peak_hwm) / 1e6:+.0f} MB).")
+    worst = max([r.peak_hwm for r in report.single] + [r.final_hwm for r in report.partial], default=0)
+    if worst:
+        verdict = "within" if worst / 1e6 <= RSS_TARGET_MB else "above"
+        out.append(f"- Highest worker peak RSS measured: {worst / 1e6:.0f} MB, {verdict} the "
+                   f"{RSS_TARGET_MB:.0f} MB target.")
+    for r in report.restarts:
+        where = "same data dir" if r.same_datadir else "empty data dir"
+        joined = r.log_events.get("joined group")
+        restored = r.log_events.get("tables restored")
+        parts = [f"{where}: small file out {r.probe_done:.1f} s after process start "
+                 f"({'met' if r.probe_done < RESTART_TARGET_S else 'missed'} the {RESTART_TARGET_S:.0f} s target)"]
+        if joined is not None:
+            parts.append(f"group joined at {joined:.1f} s")
+        if restored is not None:
+            parts.append(f"tables restored at {restored:.1f} s")
+        parts.append(f"then {r.reread_chunks} chunks re-read from the commit floors before the new file's chunk; "
+                     f"all partial files out at {r.all_done:.1f} s")
+        out.append("- " + "; ".join(parts) + ".")
+    return out
+
+
+def _settings_shown() -> dict[str, str]:
+    return {"FILESTREAM_CHUNK_SIZE": "524288", "FILESTREAM_PARTITIONS": "4",
+            "FILESTREAM_STREAM_BUFFER": "16 (default)", "FILESTREAM_MAX_FETCH_BYTES": "4194304 (default)",
+            "FILESTREAM_SESSION_TIMEOUT": "6", "FILESTREAM_HEARTBEAT_INTERVAL": "1",
+            "FILESTREAM_COMMIT_INTERVAL": "1"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    command = ".venv/bin/python -m bench.resources " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    scratch = Path(tempfile.mkdtemp(prefix="filestream-resources-", dir=args.tmp))
+    started = time.monotonic()
+    broker: BrokerHandle | None = None
+    report = Report(command.strip(), {}, _settings_shown(), time.strftime("%Y-%m-%d %H:%M:%S %Z"), load=(_load(), ""))
+    try:
+        if args.bootstrap:
+            broker = BrokerHandle(args.bootstrap)
+        else:
+            _log(f"starting a private broker under {scratch / 'broker'}")
+            broker = start_broker(scratch / "broker")
+            _log(f"broker {broker.bootstrap} (pid {broker.pid})")
+        report.machine = machine_facts(broker.kafka_version)
+        ctx = Context(broker, scratch / "cases", uuid.uuid4().hex[:6], seed=args.seed, log=_log)
+        run_plan(plan, args.cases, ctx, report)
+    finally:
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    report.duration_s = time.monotonic() - started
+    report.load = (report.load[0], _load())
+    print()
+    print(render_text(report))
+    notes = analysis(report)
+    print("\n".join(notes))
+    if not args.no_write:
+        update_results_file(args.out, render_markdown(report, notes))
+        _log(f"wrote the resources section of {args.out}")
+    return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
