@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 from faust.types import EventT, Message
 
+from app.admin import TopologyError, partition_count
 from app.application import app
 from app.codec import Chunk, ChunkDecodeError, decode_chunk
 from app.paths import UnsafePathError, file_key, message_key, output_relpath
@@ -69,9 +70,15 @@ async def sweep_staging() -> None:
 
 
 @app.task
-async def declare_dead_letter_topic() -> None:
-    """Create the dead-letter topic up front (nothing subscribes to it, so Faust would not)."""
+async def check_topics() -> None:
+    """Create the dead-letter topic (nothing subscribes to it, so Faust would not), and refuse to
+    run on a chunk topic whose partitions differ from the files topic and tables: they must be
+    co-partitioned, or files would be announced to workers that do not hold them."""
     await dead_letter_topic.maybe_declare()
+    counts = {t: await partition_count(app.settings, t) for t in (app.settings.chunk_topic, app.settings.files_topic)}
+    if set(counts.values()) != {app.settings.partitions}:
+        raise TopologyError(f"topic partitions {counts} differ from FILESTREAM_PARTITIONS={app.settings.partitions}; "
+                            "the chunk and files topics and FILESTREAM_PARTITIONS must agree")
 
 
 async def handle_chunk(message: Message) -> None:
@@ -118,21 +125,26 @@ async def _advance(key: str, relpath: str, chunk: Chunk, message: Message) -> No
         app.stats.count("chunks_duplicate")
         return
     if rec.state == FileState.RECEIVING:
-        error = progress.geometry_error(rec, chunk)
-        if error is None and not await app.run_blocking(staging.write_chunk, key, chunk):
-            await dead_letter_message(message, "chunk_hash_mismatch", f"chunk {chunk.index}/{chunk.total} of {relpath}")
-            rec = await _fail(key, rec, "chunk_hash_mismatch", f"chunk {chunk.index} is corrupt")
-        elif error is not None:
-            await dead_letter_message(message, "impossible_chunk", error)
-            rec = await _fail(key, rec, "impossible_chunk", error)
-        else:
-            app.stats.count("chunks_received")
-            app.stats.count("bytes_received", len(chunk.data))
+        rec = await _store(key, rec, chunk, message)
+    # A rejected file (FAILED) still counts its chunks, so it is forgotten once all have passed.
     rec = progress.record_chunk(rec, chunk, offset=message.offset, now=now)
     if progress.is_complete(rec):
         await _complete(key, rec, message.offset)
     else:
         partial_files[key] = rec
+
+
+async def _store(key: str, rec: PartialFile, chunk: Chunk, message: Message) -> PartialFile:
+    """Write a chunk into the staging area, or reject it and with it its file."""
+    reason, error = "impossible_chunk", progress.geometry_error(rec, chunk)
+    if error is None and not await app.run_blocking(app.staging.write_chunk, key, chunk):
+        reason, error = "chunk_hash_mismatch", f"chunk {chunk.index}/{chunk.total} of {rec.relpath} is corrupt"
+    if error is not None:
+        await dead_letter_message(message, reason, error)
+        return await _fail(key, rec, reason, error)
+    app.stats.count("chunks_received")
+    app.stats.count("bytes_received", len(chunk.data))
+    return rec
 
 
 def _held_here(key: str, rec: PartialFile) -> bool:

@@ -16,16 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from mode import Service
 
+from .admin import ensure_topic
 from .codec import Chunk, encode_chunk
 from .paths import message_key
 from .security import aiokafka_security
 from .settings import Settings
 
-__all__ = ["ByteBudget", "FileUpload", "Uploader", "chunk_file", "ensure_topic", "find_files"]
+__all__ = ["ByteBudget", "FileUpload", "Uploader", "chunk_file", "find_files"]
 
 READ_BLOCK = 1 << 20
 #: msgpack framing, names and two SHA-512 digests on top of the data.
@@ -120,23 +119,6 @@ class ByteBudget:
         async with self._changed:
             self.used -= amount
             self._changed.notify_all()
-
-
-async def ensure_topic(settings: Settings, topic: str, *, partitions: int | None = None) -> None:
-    """Create ``topic`` if it does not exist, with filestream's partitions and message size."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **aiokafka_security(settings))
-    await admin.start()
-    try:
-        if topic in await admin.list_topics():
-            return
-        new = NewTopic(topic, partitions or settings.partitions, settings.replication_factor,
-                       topic_configs={"max.message.bytes": str(settings.max_fetch_bytes)})
-        try:
-            await admin.create_topics([new])
-        except TopicAlreadyExistsError:
-            pass
-    finally:
-        await admin.close()
 
 
 ProgressCallback = Callable[[FileUpload, int], None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -12,8 +13,10 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from app.admin import ensure_topic
 from app.codec import Chunk, encode_chunk
 from app.paths import message_key
+from app.settings import Settings
 from app.uploader import FileUpload, chunk_file, file_digest
 
 from .harness import FILESTREAM, Deployment, committed_offset, tree_digests, wait_for
@@ -233,3 +236,12 @@ def test_abandoned_upload_is_reported_and_releases_the_commit_floor(kafka_bootst
         wait_for(lambda: committed_offset(kafka_bootstrap, deployment) >= 4, 30, "the commit to pass every chunk")
     finally:
         deployment.stop_all()
+
+
+def test_worker_refuses_a_chunk_topic_with_other_partitions(deployment: Deployment) -> None:
+    settings = Settings.from_env(deployment.env)
+    asyncio.run(ensure_topic(settings, deployment.chunk_topic, partitions=2))
+    worker = deployment.worker().start()
+    assert worker.proc is not None
+    assert worker.proc.wait(timeout=120) != 0
+    assert "FILESTREAM_PARTITIONS must agree" in worker.log_path.read_text()

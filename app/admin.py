@@ -1,0 +1,47 @@
+"""Topic administration with a plain aiokafka admin client: creating and inspecting topics."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from .security import aiokafka_security
+from .settings import Settings
+
+__all__ = ["TopologyError", "ensure_topic", "partition_count"]
+
+
+class TopologyError(RuntimeError):
+    """Topics whose layout breaks an assumption of filestream (e.g. co-partitioning)."""
+
+
+def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **aiokafka_security(settings))
+
+
+async def ensure_topic(settings: Settings, topic: str, *, partitions: int | None = None) -> None:
+    """Create ``topic`` if it does not exist, with filestream's partitions and message size."""
+    admin = _admin(settings)
+    await admin.start()
+    try:
+        if topic in await admin.list_topics():
+            return
+        new = NewTopic(topic, partitions or settings.partitions, settings.replication_factor,
+                       topic_configs={"max.message.bytes": str(settings.max_fetch_bytes)})
+        try:
+            await admin.create_topics([new])
+        except TopicAlreadyExistsError:
+            pass
+    finally:
+        await admin.close()
+
+
+async def partition_count(settings: Settings, topic: str) -> int:
+    """Number of partitions of an existing topic (0 if it does not exist)."""
+    admin = _admin(settings)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return len(described[0].get("partitions") or []) if described else 0
