@@ -11,6 +11,7 @@ acks are kept and counted once the floor rises.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from faust.transport.drivers.aiokafka import Consumer, Transport
 from faust.types import TP
@@ -51,8 +52,19 @@ def split_acked(acked: list[int], floor: int | None) -> tuple[list[int], list[in
     return [o for o in acked if o < floor], [o for o in acked if o >= floor]
 
 
+#: Longest single poll for records. Faust polls with a 1 s timeout over the partitions that are
+#: active when the poll starts; a partition resumed after its stream buffer drained (which, with
+#: large chunk messages and a small buffer, is all the time) then waits out the rest of that
+#: second. Measured on one 256 MiB file: 9 MB/s with 1 s polls.
+MAX_POLL_SECONDS = 0.02
+
+
 class FloorConsumer(Consumer):
-    """aiokafka consumer whose commits respect :class:`OffsetFloors` of its app."""
+    """aiokafka consumer whose commits respect :class:`OffsetFloors` of its app, and whose polls
+    are short enough that a resumed partition is fetched again at once."""
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        return await super()._getmany(active_partitions, min(timeout, MAX_POLL_SECONDS))
 
     def _new_offset(self, tp: TP) -> int | None:
         floors: OffsetFloors | None = getattr(self.app, "offset_floors", None)
