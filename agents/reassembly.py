@@ -20,6 +20,7 @@ from app.admin import TopologyError, partition_count
 from app.application import app
 from app.codec import Chunk, ChunkDecodeError, decode_chunk
 from app.paths import UnsafePathError, file_key, message_key, output_relpath
+from app.staging import Stored
 from app.topics import CompletedFile, chunk_topic, dead_letter_topic, files_topic
 from tables import FileState, PartialFile, finished_files, partial_files, progress
 
@@ -124,24 +125,33 @@ async def _advance(key: str, relpath: str, chunk: Chunk, message: Message) -> No
     if progress.has_chunk(rec, chunk.index):
         app.stats.count("chunks_duplicate")
         return
-    if rec.state == FileState.RECEIVING:
-        rec = await _store(key, rec, chunk, message)
     # A rejected file (FAILED) still counts its chunks, so it is forgotten once all have passed.
-    rec = progress.record_chunk(rec, chunk, offset=message.offset, now=now)
+    counted = progress.record_chunk(rec, chunk, offset=message.offset, now=now)
+    if rec.state == FileState.RECEIVING:
+        rec = await _store(key, counted, chunk, message, completes=progress.is_complete(counted))
+    else:
+        rec = counted
     if progress.is_complete(rec):
         await _complete(key, rec, message.offset)
     else:
         partial_files[key] = rec
 
 
-async def _store(key: str, rec: PartialFile, chunk: Chunk, message: Message) -> PartialFile:
-    """Write a chunk into the staging area, or reject it and with it its file."""
-    reason, error = "impossible_chunk", progress.geometry_error(rec, chunk)
-    if error is None and not await app.run_blocking(app.staging.write_chunk, key, chunk):
-        reason, error = "chunk_hash_mismatch", f"chunk {chunk.index}/{chunk.total} of {rec.relpath} is corrupt"
+async def _store(key: str, rec: PartialFile, chunk: Chunk, message: Message, *, completes: bool) -> PartialFile:
+    """Write a chunk into the staging area (sealing the file if the chunk ``completes`` it, with
+    ``rec`` already counting the chunk), or reject the chunk and with it its file."""
+    error = progress.geometry_error(rec, chunk)
     if error is not None:
-        await dead_letter_message(message, reason, error)
-        return await _fail(key, rec, reason, error)
+        await dead_letter_message(message, "impossible_chunk", error)
+        return await _fail(key, rec, "impossible_chunk", error)
+    seal = (bytes.fromhex(rec.file_hash), rec.size) if completes else None
+    stored = await app.run_blocking(app.staging.store, key, chunk, seal)
+    if stored is Stored.CORRUPT_CHUNK:
+        error = f"chunk {chunk.index}/{chunk.total} of {rec.relpath} is corrupt"
+        await dead_letter_message(message, "chunk_hash_mismatch", error)
+        return await _fail(key, rec, "chunk_hash_mismatch", error)
+    if stored is Stored.CORRUPT_FILE:
+        return await _fail(key, rec, "file_hash_mismatch", "SHA-512 of the reassembled file does not match")
     app.stats.count("chunks_received")
     app.stats.count("bytes_received", len(chunk.data))
     return rec
@@ -158,12 +168,9 @@ def _held_here(key: str, rec: PartialFile) -> bool:
 
 
 async def _complete(key: str, rec: PartialFile, offset: int) -> None:
+    """Every chunk has passed: announce the sealed file, or forget a rejected one (it can no
+    longer hold the commit floor)."""
     if rec.state == FileState.FAILED:
-        # Every chunk of a rejected upload has now passed: it can no longer hold the floor.
-        forget(key, rec, outcome=rec.reason)
-        return
-    if not await app.run_blocking(app.staging.seal, key, bytes.fromhex(rec.file_hash), rec.size):
-        rec = await _fail(key, rec, "file_hash_mismatch", "SHA-512 of the reassembled file does not match")
         forget(key, rec, outcome=rec.reason)
         return
     rec = rec.derive(state=FileState.COMPLETE, completing_offset=offset)

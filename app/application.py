@@ -51,6 +51,9 @@ class FilestreamApp(faust.App):
             stream_buffer_maxsize=settings.stream_buffer,
             consumer_max_fetch_size=settings.max_fetch_bytes,
             producer_max_request_size=settings.max_fetch_bytes,
+            # Table writes and announcements are small: batch them instead of one request each
+            # (nothing waits on their delivery but the next commit).
+            producer_linger=0.005,
             consumer_auto_offset_reset="earliest",
             broker_check_crcs=False,  # every chunk carries its own SHA-512
             broker_session_timeout=settings.session_timeout,

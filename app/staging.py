@@ -7,6 +7,7 @@ One agent drives one file at a time, so no two calls touch the same key concurre
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 import uuid
@@ -16,7 +17,7 @@ from pathlib import Path
 from .codec import Chunk
 from .paths import staging_name
 
-__all__ = ["StagingArea"]
+__all__ = ["StagingArea", "Stored"]
 
 READ_BLOCK = 1 << 20
 
@@ -30,12 +31,13 @@ class _RunningHash:
     next_offset: int
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class Stored(enum.Enum):
+    """What :meth:`StagingArea.store` did with a chunk."""
+
+    WRITTEN = "written"
+    SEALED = "sealed"  #: written, and the file it completed is verified, durable and complete
+    CORRUPT_CHUNK = "corrupt_chunk"  #: the chunk's data does not match its SHA-512; nothing written
+    CORRUPT_FILE = "corrupt_file"  #: the completed file does not match its SHA-512 or size; discarded
 
 
 class StagingArea:
@@ -74,6 +76,15 @@ class StagingArea:
     def has_complete(self, key: str) -> bool:
         return self.complete_path(key).exists()
 
+    def store(self, key: str, chunk: Chunk, seal: tuple[bytes, int] | None = None) -> Stored:
+        """Write one chunk and, when ``seal`` gives the file's ``(sha512, size)`` because this chunk
+        completes it, seal the file too (one trip to the I/O pool per completed small file)."""
+        if not self.write_chunk(key, chunk):
+            return Stored.CORRUPT_CHUNK
+        if seal is None:
+            return Stored.WRITTEN
+        return Stored.SEALED if self.seal(key, *seal) else Stored.CORRUPT_FILE
+
     def write_chunk(self, key: str, chunk: Chunk) -> bool:
         """Verify the chunk's SHA-512 and write its data at its offset; False if it is corrupt."""
         if hashlib.sha512(chunk.data).digest() != chunk.chunk_hash:
@@ -111,12 +122,13 @@ class StagingArea:
                 in_memory = running is not None and running.next_offset == size
                 ok = (running.digest.digest() if in_memory else self._hash_fd(fd)) == file_hash
             if ok:
-                os.fsync(fd)
+                os.fdatasync(fd)
         if not ok:
             self.discard(key)
             return False
+        # No directory fsync: if a crash loses this rename, the record says complete but the
+        # file is not in complete/, and the worker rebuilds it from the chunk topic.
         os.replace(partial, self.complete_path(key))
-        _fsync_dir(self.complete_dir)
         return True
 
     @staticmethod

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.codec import Chunk
-from app.staging import StagingArea
+from app.staging import StagingArea, Stored
 
 KEY = "d/file.dat#0123456789abcdef0123456789abcdef#3"
 
@@ -239,3 +239,22 @@ def test_partial_and_complete_names_are_fixed_length_and_distinct(staging: Stagi
     assert staging.complete_path(odd_key).parent == staging.complete_dir
     assert len(staging.partial_path(odd_key).name) == 64
     assert staging.partial_path(KEY) != staging.partial_path(KEY + "x")
+
+
+def test_store_seals_when_the_last_chunk_completes_the_file(staging: StagingArea) -> None:
+    content = random.Random(5).randbytes(10_000)
+    chunks = split(content, 4096)
+    assert [staging.store("k", c) for c in chunks[:-1]] == [Stored.WRITTEN, Stored.WRITTEN]
+    assert staging.store("k", chunks[-1], seal=(sha(content), len(content))) is Stored.SEALED
+    assert staging.complete_path("k").read_bytes() == content
+    assert not staging.has_partial("k")
+
+
+def test_store_reports_a_corrupt_chunk_and_a_corrupt_file(staging: StagingArea) -> None:
+    content = random.Random(6).randbytes(5000)
+    (chunk,) = split(content, 8192)
+    bad = dataclasses.replace(chunk, data=b"x" + chunk.data[1:])
+    assert staging.store("k", bad, seal=(sha(content), len(content))) is Stored.CORRUPT_CHUNK
+    assert local_files(staging) == []
+    assert staging.store("k", chunk, seal=(sha(b"other"), len(content))) is Stored.CORRUPT_FILE
+    assert local_files(staging) == []
