@@ -100,7 +100,6 @@ async def _mark_done(name: str, file: CompletedFile) -> None:
     done = sorted({*rec.done, name})
     if set(done) >= set(_registry):
         forget(file.key, rec, outcome="processed")
-        await app.run_blocking(app.staging.discard, file.key)
         app.stats.count("files_processed")
     else:
         partial_files[file.key] = rec.derive(done=done)

@@ -16,12 +16,11 @@ from collections.abc import AsyncIterator
 
 from faust.types import EventT, Message
 
-from app.admin import TopologyError, partition_count
 from app.application import app
 from app.codec import Chunk, ChunkDecodeError, decode_chunk
 from app.paths import UnsafePathError, file_key, message_key, output_relpath
 from app.staging import Stored
-from app.topics import CompletedFile, chunk_topic, dead_letter_topic, files_topic
+from app.topics import CompletedFile, chunk_topic, files_topic
 from tables import FileState, PartialFile, finished_files, partial_files, progress
 
 from .dead_letters import dead_letter_file, dead_letter_message
@@ -68,18 +67,6 @@ async def sweep_staging() -> None:
     held = {key for key, rec in partial_files.items() if rec.holder == app.staging.holder}
     if removed := await app.run_blocking(app.staging.sweep, held):
         log.info("freed %d staged file(s) this worker no longer owns", removed)
-
-
-@app.task
-async def check_topics() -> None:
-    """Create the dead-letter topic (nothing subscribes to it, so Faust would not), and refuse to
-    run on a chunk topic whose partitions differ from the files topic and tables: they must be
-    co-partitioned, or files would be announced to workers that do not hold them."""
-    await dead_letter_topic.maybe_declare()
-    counts = {t: await partition_count(app.settings, t) for t in (app.settings.chunk_topic, app.settings.files_topic)}
-    if set(counts.values()) != {app.settings.partitions}:
-        raise TopologyError(f"topic partitions {counts} differ from FILESTREAM_PARTITIONS={app.settings.partitions}; "
-                            "the chunk and files topics and FILESTREAM_PARTITIONS must agree")
 
 
 async def handle_chunk(message: Message) -> None:
@@ -212,7 +199,6 @@ async def expire_records() -> None:
     stale = [(k, r) for k, r in partial_files.items()
              if r.partition in active and r.state != FileState.COMPLETE and r.updated_at < deadline]
     for key, rec in stale:
-        await app.run_blocking(app.staging.discard, key)
         if rec.state == FileState.RECEIVING:
             await dead_letter_file(rec.relpath, "abandoned", f"no chunk for {app.settings.abandon_after:.0f} s",
                                    received=progress.chunkset.count(rec.received), total=rec.total)

@@ -3,25 +3,37 @@ lifts its commit floor) and a finished record stays, so redelivered chunks are i
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
+from app.application import app
 from tables import FinishedFile, PartialFile, finished_files, partial_files
 
 __all__ = ["forget", "forget_finished"]
 
 
 def forget(key: str, rec: PartialFile, *, outcome: str) -> None:
-    """Replace the partial record of ``key`` by a finished one with ``outcome``.
+    """Replace the partial record of ``key`` by a finished one with ``outcome``, and delete the
+    file's staged bytes once both writes are on the broker.
 
-    Writes to the changelog partition of the file's chunk partition explicitly, so it works from
-    agents of either topic and from timers, which have no current event.
+    Deleting them earlier would let a crash in between leave a record that still says
+    "complete" with no bytes behind it: the file would be rebuilt and placed a second time.
+    Writes go to the changelog partition of the file's chunk partition explicitly, so this works
+    from agents of either topic and from timers, which have no current event.
     """
     finished = FinishedFile(relpath=rec.relpath, file_hash=rec.file_hash, size=rec.size, partition=rec.partition,
                             last_offset=rec.last_offset, outcome=outcome, finished_at=time.time())
     partial_files.data.pop(key, None)
-    partial_files.send_changelog(rec.partition, key, None, value_serializer="raw")
     finished_files.data[key] = finished
-    finished_files.send_changelog(rec.partition, key, finished)
+    writes = [partial_files.send_changelog(rec.partition, key, None, value_serializer="raw"),
+              finished_files.send_changelog(rec.partition, key, finished)]
+    app.add_future(_discard_when_durable(key, writes))
+
+
+async def _discard_when_durable(key: str, writes: list[Any]) -> None:
+    await asyncio.gather(*writes)
+    await app.run_blocking(app.staging.discard, key)
 
 
 def forget_finished(key: str, finished: FinishedFile) -> None:

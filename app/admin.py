@@ -8,7 +8,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from .security import aiokafka_security
 from .settings import Settings
 
-__all__ = ["TopologyError", "ensure_topic", "partition_count"]
+__all__ = ["TopologyError", "ensure_topic", "partition_count", "prepare_topics"]
 
 
 class TopologyError(RuntimeError):
@@ -45,3 +45,19 @@ async def partition_count(settings: Settings, topic: str) -> int:
     finally:
         await admin.close()
     return len(described[0].get("partitions") or []) if described else 0
+
+
+async def prepare_topics(settings: Settings) -> None:
+    """Create the worker's topics and check they are co-partitioned, before it joins its group.
+
+    Topics created later, while the group forms, can be missing from the first assignment; and
+    a chunk topic whose partitions differ from the files topic and the tables would announce
+    files to workers that do not hold them.
+    """
+    await ensure_topic(settings, settings.chunk_topic)
+    await ensure_topic(settings, settings.files_topic)
+    await ensure_topic(settings, settings.dead_letter_topic, partitions=1)
+    counts = {t: await partition_count(settings, t) for t in (settings.chunk_topic, settings.files_topic)}
+    if set(counts.values()) != {settings.partitions}:
+        raise TopologyError(f"topic partitions {counts} differ from FILESTREAM_PARTITIONS={settings.partitions}; "
+                            "the chunk and files topics and FILESTREAM_PARTITIONS must agree")

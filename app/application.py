@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import faust
 from faust.types import TransportT
 
+from .admin import prepare_topics
 from .durability import DurableTable, PendingWrites
 from .offsets import FloorTransport, OffsetFloors
 from .security import faust_credentials
@@ -99,6 +100,10 @@ class FilestreamApp(faust.App):
             self._pool = ThreadPoolExecutor(self.settings.io_threads, thread_name_prefix="filestream-io")
         call = functools.partial(fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        await prepare_topics(self.settings)
 
     async def on_stop(self) -> None:
         # Bound the whole shutdown: cutting it short is safe (uncommitted work is redone after a

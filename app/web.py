@@ -20,6 +20,7 @@ class StatusView(View):
         tps = sorted((tp for tp in app.assignor.assigned_actives() if tp.topic == app.settings.chunk_topic),
                      key=lambda tp: tp.partition)
         active = [tp.partition for tp in tps]
+        files = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == app.settings.files_topic)
         partials = [
             {"relpath": rec.relpath, "state": rec.state, "chunks": f"{count(rec.received)}/{rec.total}",
              "bytes_received": rec.bytes_received, "partition": rec.partition, "first_offset": rec.first_offset,
@@ -30,6 +31,7 @@ class StatusView(View):
             "worker": app.conf.id,
             "staging_holder": app.staging.holder,
             "active_partitions": active,
+            "files_partitions": files,  # co-partitioned: equal to active_partitions once assigned
             # the lowest offset each partition's commit may reach while uploads are unfinished
             "commit_floors": {tp.partition: app.offset_floors.floor(tp) for tp in tps},
             "counters": app.stats.snapshot(),

@@ -13,6 +13,7 @@ system on each, prints a table and writes ``bench/RESULTS.md`` (``--out``).
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import socket
 import sys
@@ -22,13 +23,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .corpus import CORPORA
-from .machine import describe_machine, load_average
+from .machine import REPO, describe_machine, git_revision, load_average
 from .report import render_markdown, render_table, summarize, write_markdown
 from .runner import Plan, execute
 from .systems import OMS_VENV, SYSTEMS, openmsistream_available
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 QUICK_SCALE = 16
+OMS_MAX_FILES = 500
+"""OpenMSIStream uploads one file per 50 ms turn of its main loop (about 19 files/s), so all 5,000 small
+files would take over 4 minutes per run; its rate is the same on the first 500."""
 
 
 def _csv(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
@@ -52,6 +56,13 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("FILESTREAM_"):
+        raise argparse.ArgumentTypeError(f"FILESTREAM_NAME=VALUE expected, got {text!r}")
+    return name, value
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,6 +73,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--corpora", type=_csv(tuple(CORPORA)), default=tuple(CORPORA),
                         help="comma-separated: large,small,mixed (default: all)")
     parser.add_argument("--repeat", type=int, default=None, help="runs of each measurement (default 3, quick 1)")
+    parser.add_argument("--repeat-other", type=int, default=None,
+                        help="runs at the chunk sizes after the first (default: as --repeat)")
+    parser.add_argument("--oms-max-files", type=int, default=None,
+                        help="OpenMSIStream moves at most this many files of a corpus (default 500; 0: all)")
     parser.add_argument("--chunk-sizes", type=_sizes, default=None,
                         help="comma-separated bytes (default 524288,1048576; quick 524288)")
     parser.add_argument("--scale", type=int, default=None, help="divide corpus sizes by this (default 1, quick 16)")
@@ -70,11 +85,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per run")
     parser.add_argument("--bootstrap", default=None, help="use this broker (HOST:PORT) instead of starting one")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results file (default bench/RESULTS.md)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="run filestream's worker and uploader under a profiler, reports saved in DIR")
+    parser.add_argument("--profiler", choices=("pyinstrument", "threads"), default="pyinstrument",
+                        help="pyinstrument (main thread, needs it installed) or threads (bench/sampler.py)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="FILESTREAM_X=VALUE",
+                        type=_setting, help="extra filestream setting for its worker and uploader (repeatable)")
+    parser.add_argument("--json", type=Path, default=None, help="also write every run's figures here as JSON")
     parser.add_argument("--tmp", type=Path, default=None, help="parent of the temporary directory")
     args = parser.parse_args(argv)
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.chunk_sizes = args.chunk_sizes or ((524_288,) if args.quick else (524_288, 1_048_576))
     args.scale = args.scale or (QUICK_SCALE if args.quick else 1)
+    if args.oms_max_files is None:
+        args.oms_max_files = OMS_MAX_FILES
     if args.repeat < 1 or args.scale < 1 or args.partitions < 1:
         parser.error("--repeat, --scale and --partitions must be positive")
     return args
@@ -98,9 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     plan = Plan(args.systems, args.corpora, args.chunk_sizes, args.repeat, args.scale, args.seed, args.partitions,
-                args.timeout)
+                args.timeout, profile_dir=args.profile.resolve() if args.profile else None, profiler=args.profiler,
+                repeat_other=args.repeat_other, oms_max_files=args.oms_max_files or None,
+                filestream_env=tuple(args.settings))
     command = " ".join([".venv/bin/python -m bench", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
-    started, load_before = time.monotonic(), load_average()
+    started, load_before, revision = time.monotonic(), load_average(), git_revision(REPO)
     with tempfile.TemporaryDirectory(prefix="filestream-bench-", dir=args.tmp) as tmp_name:
         tmp = Path(tmp_name)
         broker = None
@@ -126,16 +152,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(render_table(summaries, errors))
     machine = describe_machine(kafka, OMS_VENV / "bin" / "python")
-    machine["load average before / after (1/5/15 min)"] = f"{load_before}  →  {load_average()}"
+    machine["load average before / after (1/5/15 min)"] = f"{load_before} -> {load_average()}"
+    machine["filestream commit"] = revision
+    if git_revision(REPO) != revision:
+        machine["filestream commit"] += f"; at the end: {git_revision(REPO)} (the code changed during the run)"
     settings = {
         "systems": ", ".join(plan.systems),
         "corpora": ", ".join(f"{c} ({CORPORA[c].description})" for c in plan.corpora),
         "scale": f"1/{plan.scale}" if plan.scale > 1 else "1 (full size)", "seed": str(plan.seed),
         "chunk sizes": ", ".join(str(c) for c in plan.chunk_sizes), "partitions": str(plan.partitions),
-        "repetitions": str(plan.repeat), "total time": f"{elapsed / 60:.1f} min",
+        "repetitions": str(plan.repeat) + ("" if plan.repeat_other is None
+                                           else f" (first chunk size), {plan.repeat_other} (others)"),
+        "OpenMSIStream file cap": (f"first {plan.oms_max_files} files of a larger corpus (small)" if plan.oms_max_files
+                                   else "none"),
+        "filestream settings": "FILESTREAM_SESSION_TIMEOUT=6 FILESTREAM_HEARTBEAT_INTERVAL=1 (fast group join), "
+                               "own app id, topics (created before the worker starts), output and data dirs; "
+                               "everything else default",
+        "OpenMSIStream settings": "shipped producer/consumer config (lz4, batch.size 2000000, linger.ms 100, "
+                                  "fetch.min.bytes 100000) + message.max.bytes 8388608; 2 upload and 2 download "
+                                  "threads (defaults)",
+        "extra filestream settings": " ".join(f"{k}={v}" for k, v in plan.filestream_env) or "none (defaults)",
+        "total time": f"{elapsed / 60:.1f} min",
     }
     body = render_markdown(summaries, errors, command=command, machine=machine, settings=settings, runs=results)
     write_markdown(args.out, body)
+    if args.json is not None:
+        errors_json = [{"system": e.system, "corpus": e.corpus, "chunk_size": e.chunk_size, "rep": e.rep,
+                        "message": e.message} for e in errors]
+        args.json.write_text(json.dumps({"runs": [r.to_json() for r in results], "errors": errors_json}, indent=1))
     print(f"\nwrote {args.out} ({elapsed / 60:.1f} min)")
     return 1 if errors else 0
 

@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-__all__ = ["create_topic", "delete_topics", "group_is_stable"]
+__all__ = ["create_topic", "delete_topics", "group_assignment", "group_is_stable"]
 
 T = TypeVar("T")
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -71,5 +72,30 @@ def group_is_stable(bootstrap: str, group_id: str, min_members: int = 1) -> bool
                 if error_code == 0 and state == "Stable" and len(members) >= min_members:
                     return True
         return False
+
+    return _with_admin(bootstrap, job)
+
+
+def group_assignment(bootstrap: str, group_id: str) -> dict[str, set[int]]:
+    """``{topic: partitions}`` assigned to the members of a Stable consumer group ({} otherwise)."""
+
+    async def job(admin: AIOKafkaAdminClient) -> dict[str, set[int]]:
+        try:
+            responses = await admin.describe_consumer_groups([group_id])
+        except KafkaError:
+            return {}
+        assigned: dict[str, set[int]] = {}
+        for response in responses:
+            for group in response.groups:
+                error_code, _, state, _, _, members = group[:6]
+                if error_code != 0 or state != "Stable":
+                    return {}
+                for member in members:
+                    raw = member[4]
+                    if not raw:
+                        continue
+                    for topic, partitions in ConsumerProtocolMemberAssignment.decode(raw).assignment:
+                        assigned.setdefault(topic, set()).update(partitions)
+        return assigned
 
     return _with_admin(bootstrap, job)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,15 @@ class Corpus:
 
     def describe(self) -> str:
         return f"{self.name}: {self.n_files} files, {self.total_bytes / MIB:.1f} MiB"
+
+    def subset(self, n_files: int, root: Path) -> Corpus:
+        """The first ``n_files`` files (in path order) as hard links under ``root``: no bytes copied."""
+        chosen = sorted(self.files)[:n_files]
+        for relpath in chosen:
+            target = root / relpath
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(self.root / relpath, target)
+        return Corpus(self.name, root, {relpath: self.files[relpath] for relpath in chosen})
 
 
 def plan(name: str, seed: int, scale: int = 1) -> list[tuple[str, int]]:

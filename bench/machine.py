@@ -9,7 +9,9 @@ import platform
 import subprocess
 from pathlib import Path
 
-__all__ = ["describe_machine", "load_average"]
+__all__ = ["REPO", "describe_machine", "git_revision", "load_average"]
+
+REPO = Path(__file__).resolve().parents[1]
 
 _FILESTREAM_PACKAGES = ("filestream", "faust-streaming", "mode-streaming", "aiokafka", "msgpack")
 _OMS_PACKAGES = ("openmsistream", "openmsitoolbox", "confluent-kafka", "msgpack")
@@ -72,6 +74,18 @@ def _oms_versions(python: Path) -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         return {"openmsistream": "not available"}
     return dict(json.loads(proc.stdout))
+
+
+def git_revision(repo: Path) -> str:
+    """Commit of the product code measured, and whether app/, agents/ or tables/ had local changes."""
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%h %ci %s"], capture_output=True,
+                              text=True, timeout=30, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", "app", "agents", "tables"],
+                               capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" (+ uncommitted changes in app/, agents/ or tables/)" if dirty else "")
 
 
 def load_average() -> str:

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-__all__ = ["CpuSample", "MachineCpu", "Tracked", "proc_cpu_seconds", "proc_peak_rss"]
+__all__ = ["UNKNOWN_EXIT", "CpuSample", "MachineCpu", "Tracked", "proc_cpu_seconds", "proc_peak_rss"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
+UNKNOWN_EXIT = -255
+"""Exit code of a process that was reaped by someone else (no status, no rusage)."""
 
 
 def proc_cpu_seconds(pid: int) -> float | None:
@@ -83,7 +85,8 @@ class Tracked:
         if self.returncode is None:
             try:
                 pid, status, usage = os.wait4(self.pid, os.WNOHANG)
-            except ChildProcessError:
+            except ChildProcessError:  # reaped elsewhere: gone, and its pid may be reused, so never signal it
+                self.returncode = self.proc.returncode if self.proc.returncode is not None else UNKNOWN_EXIT
                 return self.returncode
             if pid == 0:
                 return None

@@ -180,7 +180,10 @@ def _rows(summaries: list[Summary]) -> list[list[str]]:
     rows = []
     for s in summaries:
         broker = s.broker_cpu_per_gib
-        rows.append([s.corpus, _chunk(s.chunk_size), _LABEL.get(s.system, s.system), str(len(s.runs)),
+        label = _LABEL.get(s.system, s.system)
+        if s.runs[0].subset_of:
+            label += f" (first {s.runs[0].files} of {s.runs[0].subset_of} files)"
+        rows.append([s.corpus, _chunk(s.chunk_size), label, str(len(s.runs)),
                      s.mb_s.show(), s.files_s.show("{:.0f}" if s.files_s.median >= 100 else "{:.1f}"),
                      s.wall_s.show("{:.2f}"), s.cpu_per_gib.show(), f"{s.producer_rss_mb:.0f}",
                      f"{s.consumer_rss_mb:.0f}", "-" if broker is None else f"{broker:.1f}",

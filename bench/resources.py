@@ -26,6 +26,7 @@ import argparse
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .resources_cases import Context, partial_state, restart, single_file, write_amplification
+from .resources_cases import Context, RestartResult, partial_state, restart, single_file, write_amplification
 from .resources_kafka import BrokerHandle, start_broker
 from .resources_report import (
     RESTART_TARGET_S,
@@ -46,6 +47,7 @@ from .resources_report import (
     render_text,
     update_results_file,
 )
+from .resources_worker import EXTERNAL_SIGNAL, WorkerError
 
 __all__ = ["FULL", "QUICK", "Plan", "main"]
 
@@ -86,7 +88,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true", help="print only; leave the results file alone")
     parser.add_argument("--tmp", type=Path, default=None, help="parent of the scratch directory")
     parser.add_argument("--seed", type=int, default=20251204)
-    return parser.parse_args(argv)
+    parser.add_argument("--repeat", type=int, default=1, help="run the selected cases this many times")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
 
 
 def _log(message: str) -> None:
@@ -98,14 +104,27 @@ def _load() -> str:
 
 
 def _run(report: Report, name: str, job: Callable[[], None]) -> None:
-    """Run one measurement; a failure is recorded and the next one still runs."""
+    """Run one measurement; a failure is recorded and the next one still runs. A worker that died,
+    stalled or never got its partitions gets one more attempt (on a fresh app id): the first
+    failure stays in the report, as it is a finding in itself."""
     started = time.monotonic()
     _log(f"{name} ...")
-    try:
-        job()
-    except Exception as exc:
-        traceback.print_exc()
-        report.errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    for attempt in (1, 2):
+        try:
+            job()
+            break
+        except Exception as exc:
+            traceback.print_exc()
+            text = str(exc)
+            first = text.splitlines()[0] if text else ""
+            if attempt == 1 and isinstance(exc, WorkerError):
+                external = f"{EXTERNAL_SIGNAL.lower()} from another process" in text
+                cause = "lost its worker to a signal from another process" if external else f"failed: {first}"
+                report.errors.append(f"{name}: attempt 1 {cause}; ran it again")
+                _log(f"{name}: attempt 1 {cause}; running it again")
+                continue
+            report.errors.append(f"{name}: {type(exc).__name__}: {first}")
+            break
     _log(f"{name} took {time.monotonic() - started:.0f} s")
 
 
@@ -134,27 +153,50 @@ def analysis(report: Report) -> list[str]:
     out = []
     if len(report.single) >= 2:
         lo, hi = min(report.single, key=lambda r: r.size), max(report.single, key=lambda r: r.size)
-        out.append(f"- Peak RSS with a {hi.size / lo.size:.0f}x larger file: {lo.peak_hwm / 1e6:.0f} MB -> "
+        out.append(f"- Peak RSS with a file {hi.size / lo.size:.0f} times larger: {lo.peak_hwm / 1e6:.0f} MB -> "
                    f"{hi.peak_hwm / 1e6:.0f} MB ({(hi.peak_hwm - lo.peak_hwm) / 1e6:+.0f} MB).")
     worst = max([r.peak_hwm for r in report.single] + [r.final_hwm for r in report.partial], default=0)
     if worst:
         verdict = "within" if worst / 1e6 <= RSS_TARGET_MB else "above"
         out.append(f"- Highest worker peak RSS measured: {worst / 1e6:.0f} MB, {verdict} the "
                    f"{RSS_TARGET_MB:.0f} MB target.")
-    for r in report.restarts:
-        where = "same data dir" if r.same_datadir else "empty data dir"
-        joined = r.log_events.get("joined group")
-        restored = r.log_events.get("tables restored")
-        parts = [f"{where}: small file out {r.probe_done:.1f} s after process start "
-                 f"({'met' if r.probe_done < RESTART_TARGET_S else 'missed'} the {RESTART_TARGET_S:.0f} s target)"]
-        if joined is not None:
-            parts.append(f"group joined at {joined:.1f} s")
-        if restored is not None:
-            parts.append(f"tables restored at {restored:.1f} s")
-        parts.append(f"then {r.reread_chunks} chunks re-read from the commit floors before the new file's chunk; "
-                     f"all partial files out at {r.all_done:.1f} s")
-        out.append("- " + "; ".join(parts) + ".")
+    out += [_restart_analysis(r) for r in report.restarts]
     return out
+
+
+def _restart_analysis(r: RestartResult) -> str:
+    """Where the seconds of one restart went, from the worker's log and the milestones."""
+    where = "same data dir" if r.same_datadir else "empty data dir"
+    ev = r.log_events
+    parts = [f"{where}: small file out {r.probe_done:.1f} s after process start "
+             f"({'met' if r.probe_done < RESTART_TARGET_S else 'missed'} the {RESTART_TARGET_S:.0f} s target)"]
+    if "first log line" in ev:
+        parts.append(f"{ev['first log line']:.1f} s to start Python and the app")
+    if "joining group" in ev and "joined group" in ev:
+        parts.append(f"{ev['joined group'] - ev['joining group']:.1f} s in the group join (the killed member "
+                     "is only dropped when its session times out)")
+    if "tables restored" in ev and "joined group" in ev:
+        parts.append(f"{ev['tables restored'] - ev['joined group']:.1f} s restoring the changelogs")
+    if "tables restored" in ev:
+        parts.append(f"{r.probe_done - ev['tables restored']:.1f} s from there to the small file, whose partition "
+                     f"{r.probe_partition} had {r.reread_ahead_of_probe} chunks to re-read from its commit floor "
+                     f"first ({r.reread_chunks} in all partitions)")
+    parts.append(f"all partial files out at {r.all_done:.1f} s")
+    return "- " + "; ".join(parts) + "."
+
+
+def _code_state() -> str:
+    """The commit measured, and which product files (not bench/ or tests/) differed from it at the start."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+        changed = subprocess.run(["git", "diff", "--name-only", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                 timeout=30, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    product = [p for p in changed if not p.startswith(("bench/", "tests/"))]
+    return f"{head}" + (f" + uncommitted changes to {', '.join(product)}" if product else "")
 
 
 def _settings_shown() -> dict[str, str]:
@@ -179,9 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             _log(f"starting a private broker under {scratch / 'broker'}")
             broker = start_broker(scratch / "broker")
             _log(f"broker {broker.bootstrap} (pid {broker.pid})")
-        report.machine = machine_facts(broker.kafka_version)
-        ctx = Context(broker, scratch / "cases", uuid.uuid4().hex[:6], seed=args.seed, log=_log)
-        run_plan(plan, args.cases, ctx, report)
+        report.machine = {**machine_facts(broker.kafka_version), "code": _code_state()}
+        session = uuid.uuid4().hex[:6]
+        logs = Path(tempfile.gettempdir()) / f"filestream-resources-failed-{session}"
+        ctx = Context(broker, scratch / "cases", session, seed=args.seed, log=_log, failed_logs=logs)
+        for _ in range(args.repeat):
+            run_plan(plan, args.cases, ctx, report)
     finally:
         if broker is not None:
             broker.stop()

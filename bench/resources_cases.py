@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ __all__ = ["Context", "PartialStateResult", "RestartResult", "SingleFileResult",
 MIB = 1 << 20
 PROBE_SIZE = 64 * 1024
 #: Floor of the throughput assumed when sizing timeouts (the machine is shared).
-SLOW_BYTES_PER_S = 8 * MIB
+SLOW_BYTES_PER_S = 4 * MIB
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Context:
     partitions: int = 4
     seed: int = 20251204
     log: Callable[[str], None] = print
+    #: where the worker logs of a failed case are copied (None: not kept)
+    failed_logs: Path | None = None
 
 
 def _timeout(nbytes: int) -> float:
@@ -42,12 +45,13 @@ def _timeout(nbytes: int) -> float:
 
 
 class Case:
-    """One isolated deployment (app id ``res-<session>-<name>``); cleans up on exit."""
+    """One isolated deployment (app id ``res-<session>-<name>-<random>``); cleans up on exit."""
 
     def __init__(self, ctx: Context, name: str, **settings: str) -> None:
         self.ctx = ctx
-        self.app_id = f"res-{ctx.session}-{name}"
-        self.dir = ctx.root / name
+        attempt = uuid.uuid4().hex[:4]  # a retried case gets fresh topics and a fresh consumer group
+        self.app_id = f"res-{ctx.session}-{name}-{attempt}"
+        self.dir = ctx.root / f"{name}-{attempt}"
         self.output = self.dir / "output"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.env = worker_env(ctx.broker.bootstrap, self.app_id, self.output, partitions=ctx.partitions,
@@ -80,6 +84,12 @@ class Case:
         for w in self.workers:
             if w.proc is not None:
                 w.stop()
+        if exc is not None and self.ctx.failed_logs is not None:
+            keep = self.ctx.failed_logs / self.dir.name
+            keep.mkdir(parents=True, exist_ok=True)
+            for log in self.dir.glob("*.log"):
+                shutil.copy(log, keep / log.name)
+            self.ctx.log(f"  worker logs of the failed case kept in {keep}")
         try:
             delete_topics(self.ctx.broker.bootstrap, self.app_id)
         except Exception as err:  # cleanup must not hide the case's own error
@@ -178,6 +188,7 @@ class PartialStateResult:
 
     count: int
     size: int
+    held_bytes: int
     idle: MemSample
     holding: MemSample
     staged_bytes: int
@@ -228,7 +239,8 @@ def partial_state(ctx: Context, count: int, size: int) -> PartialStateResult:
         finish_s = time.monotonic() - started
         _verify(case.output, files, hashes)
         final = w.memory().hwm
-        return PartialStateResult(count, size, idle, holding, staged, final, hold_s, finish_s)
+        held = sum(_expected_partial(f) for f in files)
+        return PartialStateResult(count, size, held, idle, holding, staged, final, hold_s, finish_s)
 
 
 # --------------------------------------------------------------------------- #
@@ -254,22 +266,29 @@ class RestartResult:
     counters: dict[str, float]
     probe_sent: float
     last_sent: float
+    probe_partition: int
+    reread_ahead_of_probe: int
 
 
-def _commit_lag(case: Case, ends: dict[int, int]) -> int:
-    """Chunk messages between the group's committed offsets and the ends of the chunk topic."""
+def _commit_lag(case: Case, ends: dict[int, int]) -> dict[int, int]:
+    """Chunk messages between the group's committed offsets and the ends of the chunk topic, by partition."""
     committed = group_offsets(case.ctx.broker.bootstrap, case.app_id)
-    return sum(end - max(0, committed.get((case.chunk_topic, p), 0)) for p, end in ends.items())
+    return {p: end - max(0, committed.get((case.chunk_topic, p), 0)) for p, end in ends.items()}
 
 
 class _Milestones:
-    """Polls a restarted worker until ``targets`` all exist in the output, noting when its status
-    first answered, when it owned every partition and when each target appeared."""
+    """Polls a restarted worker until the probe and every other file exist in the output, noting
+    when its status first answered, when it owned every partition and when each file appeared.
+    A worker that makes no progress (no counter moves, no file appears) for ``STALL_S`` fails."""
+
+    STALL_S = 30.0
 
     def __init__(self, case: Case, w: Worker, probe: str, rest: Sequence[str]) -> None:
         self.case, self.w, self.probe, self.rest = case, w, probe, rest
         self.status_up: float | None = None
         self.assigned: float | None = None
+        self._progress: tuple[object, ...] = ()
+        self._progress_at = time.monotonic()
 
     def run(self, timeout: float) -> tuple[float, float]:
         seen: dict[str, float] = {}
@@ -278,26 +297,40 @@ class _Milestones:
         while len(seen) < len(self.rest) + 1:
             self.w.check_alive()
             now = time.monotonic()
-            if self.assigned is None and now >= next_status:
-                self._poll_status(now)
-                next_status = now + 0.1
+            if now >= next_status:
+                self._poll_status(len(seen))
+                next_status = now + (0.1 if self.assigned is None else 1.0)
             for rel in (self.probe, *self.rest):
                 if rel not in seen and (self.case.output / rel).exists():
                     seen[rel] = self.w.since_start()
-            if now > deadline:
-                raise WorkerError(f"restart: {len(seen)} of {len(self.rest) + 1} files after {timeout:.0f} s\n"
-                                  f"{self.w.status()}\n{self.w.log_tail(20)}")
+            stalled = self.assigned is not None and now - self._progress_at > self.STALL_S
+            if now > deadline or stalled:
+                raise WorkerError(self._diagnosis(seen, "stalled: no progress for "
+                                                  f"{self.STALL_S:.0f} s" if stalled else f"{timeout:.0f} s passed"))
             time.sleep(0.02)
         return seen[self.probe], max(seen[r] for r in self.rest)
 
-    def _poll_status(self, now: float) -> None:
+    def _poll_status(self, files_seen: int) -> None:
         st = self.w.status()
         if st is None:
             return
         if self.status_up is None:
             self.status_up = self.w.since_start()
-        if len(st["active_partitions"]) == self.case.ctx.partitions:
+        if self.assigned is None and len(st["active_partitions"]) == self.case.ctx.partitions:
             self.assigned = self.w.since_start()
+        progress = (files_seen, tuple(sorted((k, v) for k, v in dict(st["counters"]).items() if k != "uptime_s")))
+        if progress != self._progress:
+            self._progress, self._progress_at = progress, time.monotonic()
+
+    def _diagnosis(self, seen: dict[str, float], why: str) -> str:
+        missing = [r for r in (self.probe, *self.rest) if r not in seen]
+        committed = group_offsets(self.case.ctx.broker.bootstrap, self.case.app_id)
+        st = self.w.status() or {}
+        partials = [f"{p['relpath']} {p['state']} {p['chunks']} (partition {p['partition']}, first offset "
+                    f"{p['first_offset']})" for p in st.get("partial_files", [])]
+        return (f"restart: {len(seen)} of {len(self.rest) + 1} files out, {why}; missing {missing}; "
+                f"group's committed offsets {committed}; worker counters {st.get('counters')}; "
+                f"commit floors {st.get('commit_floors')}; partial files {partials}")
 
 
 def restart(ctx: Context, count: int, size: int, *, same_datadir: bool) -> RestartResult:
@@ -321,8 +354,9 @@ def restart(ctx: Context, count: int, size: int, *, same_datadir: bool) -> Resta
         second.start()
 
         def upload() -> None:
-            case.produce(probe.messages(probe_hash))
+            result = produce(ctx.broker.bootstrap, case.chunk_topic, probe.messages(probe_hash))
             sent["probe"] = second.since_start()
+            sent["probe partition"] = min(result.end_offsets)
             case.produce(last_chunks(files, hashes))
             sent["last"] = second.since_start()
 
@@ -334,9 +368,12 @@ def restart(ctx: Context, count: int, size: int, *, same_datadir: bool) -> Resta
         _verify(case.output, [*files, probe], [*hashes, probe_hash])
         st = second.status() or {}
         counters = {k: v for k, v in dict(st.get("counters", {})).items() if k != "uptime_s"}
-        return RestartResult(same_datadir, count, size, lag, lag * ctx.chunk_size, marks.status_up, marks.assigned,
-                             probe_done, all_done, second.log_events(), second.count_log(r"Joined group"), counters,
-                             sent.get("probe", -1.0), sent.get("last", -1.0))
+        reread = sum(lag.values())
+        part = int(sent.get("probe partition", -1))
+        return RestartResult(same_datadir, count, size, reread, reread * ctx.chunk_size, marks.status_up,
+                             marks.assigned, probe_done, all_done, second.log_events(),
+                             second.count_log(r"Joined group"), counters, sent.get("probe", -1.0),
+                             sent.get("last", -1.0), part, lag.get(part, 0))
 
 
 # --------------------------------------------------------------------------- #
@@ -350,6 +387,7 @@ class WriteResult:
 
     count: int
     size: int
+    app_id: str = ""
     log_bytes: dict[str, int] = field(default_factory=dict)  #: topic -> growth of its log segments
     payload: dict[str, tuple[int, int]] = field(default_factory=dict)  #: topic -> (records, payload bytes)
     worker_io: IoSample | None = None
@@ -391,8 +429,7 @@ def write_amplification(ctx: Context, count: int, size: int) -> WriteResult:
         before = topic_log_bytes(data_dir, topics) if data_dir is not None else {}
         io_before = w.io()
         broker_before = read_io(ctx.broker.pid) if ctx.broker.pid is not None else None
-        for f, h in zip(files, hashes, strict=True):
-            case.produce(f.messages(h))
+        case.produce(interleaved(files, hashes, hold_last=False))  # concurrent uploads
         _wait_outputs(case.output, [f.relpath for f in files], case.workers, _timeout(count * size))
         w.wait_status(_settled(count), 120, f"{count} finished files and no partial file")
         time.sleep(3 * float(case.env["FILESTREAM_COMMIT_INTERVAL"]))  # commits and tombstones land
@@ -406,4 +443,4 @@ def write_amplification(ctx: Context, count: int, size: int) -> WriteResult:
         payload = {t: payload_bytes(ctx.broker.bootstrap, t) for t in topics if t != "__consumer_offsets"}
         growth = {t: after.get(t, 0) - before.get(t, 0) for t in topics} if data_dir is not None else {}
         broker_io = broker_after.minus(broker_before) if broker_after and broker_before else None
-        return WriteResult(count, size, growth, payload, io_delta, broker_io, same_fs, out.stat().st_nlink)
+        return WriteResult(count, size, case.app_id, growth, payload, io_delta, broker_io, same_fs, out.stat().st_nlink)

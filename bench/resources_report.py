@@ -91,6 +91,11 @@ def _mib(n: int) -> str:
     return f"{n / MIB / 1024:.0f} GiB" if n >= 1 << 30 and n % (1 << 30) == 0 else f"{n / MIB:.0f} MiB"
 
 
+def _ratio(x: float) -> str:
+    """Bytes per file byte: 4 decimals, or 2 significant digits when tiny."""
+    return "0" if x == 0 else f"{x:.4f}" if x >= 0.01 else f"{x:.1e}"
+
+
 def _s(x: float | None) -> str:
     return "-" if x is None or x < 0 else f"{x:.1f} s"
 
@@ -118,25 +123,29 @@ def partial_rows(results: Sequence[PartialStateResult]) -> tuple[list[str], list
             "peak RSS (VmHWM) while holding", "peak RSS after completing all", f"target <= {RSS_TARGET_MB:.0f} MB"]
     rows = []
     for r in results:
-        held = r.count * (r.size - 524_288)
-        rows.append([f"{r.count} x {_mib(r.size)}", _mib(held), _mib(r.staged_bytes), _mb(r.idle.rss),
+        rows.append([f"{r.count} x {_mib(r.size)}", _mib(r.held_bytes), _mib(r.staged_bytes), _mb(r.idle.rss),
                      _mb(r.holding.rss), _mb(r.holding.hwm), _mb(r.final_hwm),
                      _verdict(r.final_hwm / 1e6 <= RSS_TARGET_MB)])
     return head, rows
 
 
 def restart_rows(results: Sequence[RestartResult]) -> tuple[list[str], list[list[str]]]:
-    head = ["restart with", "partial state", "re-read (commit floor -> end)", "status up", "joined group",
-            "tables restored", "all partitions assigned", "new small file out", "all partial files out",
-            f"target < {RESTART_TARGET_S:.0f} s (small file)"]
+    head = ["restart with", "partial state", "re-read (commit floor -> end)", "ahead of the small file",
+            "status up", "joining group", "joined group", "tables restored", "small file out",
+            "all partial files out", f"target < {RESTART_TARGET_S:.0f} s (small file)"]
     rows = []
     for r in results:
         ev = r.log_events
         rows.append(["same data dir" if r.same_datadir else "empty data dir (other host)",
                      f"{r.count} x {_mib(r.size)} - 1 chunk", f"{r.reread_chunks} chunks ({_mib(r.reread_bytes)})",
-                     _s(r.status_up), _s(ev.get("joined group")), _s(ev.get("tables restored")), _s(r.assigned),
+                     f"{r.reread_ahead_of_probe} chunks (partition {r.probe_partition})", _s(r.status_up),
+                     _s(ev.get("joining group")), _s(ev.get("joined group")), _s(ev.get("tables restored")),
                      _s(r.probe_done), _s(r.all_done), _verdict(r.probe_done < RESTART_TARGET_S)])
     return head, rows
+
+
+def _topic(r: WriteResult, topic: str) -> str:
+    return topic.replace(r.app_id, "<app_id>") if r.app_id else topic
 
 
 def write_rows(r: WriteResult) -> tuple[list[str], list[list[str]]]:
@@ -145,22 +154,22 @@ def write_rows(r: WriteResult) -> tuple[list[str], list[list[str]]]:
     for topic, grown in r.log_bytes.items():
         records, payload = r.payload.get(topic, (0, 0))
         shown = "-" if topic == "__consumer_offsets" else f"{payload:,}"
-        rows.append([f"Kafka log `{topic}`", f"{grown:,}", f"{grown / r.file_bytes:.4f}",
+        rows.append([f"Kafka log `{_topic(r, topic)}`", f"{grown:,}", _ratio(grown / r.file_bytes),
                      "-" if topic == "__consumer_offsets" else f"{records:,}", shown])
     if not r.log_bytes:  # external broker: only what can be read back
         for topic, (records, payload) in r.payload.items():
-            rows.append([f"Kafka topic `{topic}` (payload)", f"{payload:,}", f"{payload / r.file_bytes:.4f}",
+            rows.append([f"Kafka topic `{_topic(r, topic)}` (payload)", f"{payload:,}", _ratio(payload / r.file_bytes),
                          f"{records:,}", f"{payload:,}"])
     if r.worker_io is not None:
         io = r.worker_io
         rows.append(["worker disk: write_bytes (staging + output)", f"{io.write_bytes:,}",
-                     f"{io.write_bytes / r.file_bytes:.4f}", "-", "-"])
+                     _ratio(io.write_bytes / r.file_bytes), "-", "-"])
         rows.append(["worker disk: cancelled_write_bytes", f"{io.cancelled_write_bytes:,}",
-                     f"{io.cancelled_write_bytes / r.file_bytes:.4f}", "-", "-"])
-        rows.append(["worker write(2) calls: wchar", f"{io.wchar:,}", f"{io.wchar / r.file_bytes:.4f}", "-", "-"])
+                     _ratio(io.cancelled_write_bytes / r.file_bytes), "-", "-"])
+        rows.append(["worker write(2) calls: wchar", f"{io.wchar:,}", _ratio(io.wchar / r.file_bytes), "-", "-"])
     if r.broker_io is not None:
         rows.append(["broker disk: write_bytes (all its files)", f"{r.broker_io.write_bytes:,}",
-                     f"{r.broker_io.write_bytes / r.file_bytes:.4f}", "-", "-"])
+                     _ratio(r.broker_io.write_bytes / r.file_bytes), "-", "-"])
     return head, rows
 
 
@@ -208,6 +217,12 @@ def _restart_notes(report: Report) -> list[str]:
 def _write_notes(report: Report) -> list[str]:
     notes = []
     for w in report.writes:
+        chunks = w.payload.get(next((t for t in w.payload if t.endswith(".chunks")), ""), (0, 0))[0]
+        partial = next((g for t, g in w.log_bytes.items() if t.endswith("-partial-files-changelog")), 0)
+        if chunks and partial:
+            notes.append(f"- {chunks} chunk messages: the partial-files changelog grew {partial / chunks:.0f} bytes "
+                         "per chunk message "
+                         "(one record per chunk, as the README says).")
         link = "hard link (same filesystem)" if w.same_filesystem else "copy (other filesystem)"
         notes.append(f"- Output placed as a {link}; link count of an output file afterwards: {w.output_nlink} "
                      "(the staged name is removed once processed). Kafka figures are log segment growth "
@@ -232,7 +247,7 @@ def render_markdown(report: Report, analysis: Sequence[str] = ()) -> str:
         if title.startswith("4."):
             lines += [*_write_notes(report), ""]
     if report.errors:
-        lines += ["### Errors", "", *(f"- {e}" for e in report.errors), ""]
+        lines += ["### Errors", "", *(f"- {e if len(e) <= 1200 else e[:1200] + ' ...'}" for e in report.errors), ""]
     if analysis:
         lines += ["### Analysis", "", *analysis, ""]
     lines.append(END)

@@ -25,15 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["FILESTREAM", "IoSample", "MemSample", "Worker", "WorkerError", "free_port", "wait_until", "worker_env"]
+__all__ = ["EXTERNAL_SIGNAL", "FILESTREAM", "IoSample", "MemSample", "Worker", "WorkerError", "free_port", "read_io",
+           "read_mem", "wait_until", "worker_env"]
 
-FILESTREAM = Path(sys.executable).with_name("filestream")
+#: ``filestream`` as ``python -m app`` (the same command). Not the console script: on the shared
+#: machine another session kills processes whose command line matches ``filestream worker``.
+FILESTREAM = [sys.executable, "-m", "app"]
 T = TypeVar("T")
 
+#: Logged by a Faust worker that receives SIGTERM/SIGINT.
+EXTERNAL_SIGNAL = "Signal received"
 _LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\]")
 #: Worker log lines that mark the phases of a (re)start; the first occurrence of each is kept.
 LOG_EVENTS = {
     "first log line": None,
+    "joining group": re.compile(r"\(Re-\)joining group"),
     "joined group": re.compile(r"Joined group"),
     "restoring tables": re.compile(r"Restoring state from changelog topics"),
     "tables restored": re.compile(r"Done reading from changelog topics|Recovery complete"),
@@ -177,6 +183,7 @@ class Worker:
     started_mono: float = 0.0
     exit_maxrss: int | None = None
     _sampler: _Sampler | None = None
+    _signalled: bool = False
 
     @property
     def log_path(self) -> Path:
@@ -193,9 +200,10 @@ class Worker:
         env = {**self.env, "FILESTREAM_DATADIR": str(self.datadir), "FILESTREAM_WEB_PORT": str(self.web_port)}
         with open(self.log_path, "wb") as log:
             self.started_wall, self.started_mono = time.time(), time.monotonic()
-            self.proc = subprocess.Popen([str(FILESTREAM), "worker", "-l", "info"], cwd=self.workdir, env=env,
+            self.proc = subprocess.Popen([*FILESTREAM, "worker", "-l", "info"], cwd=self.workdir, env=env,
                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.exit_maxrss = None
+        self._signalled = False
         self._sampler = _Sampler(self.proc.pid)
         self._sampler.start()
         return self
@@ -219,9 +227,14 @@ class Worker:
         return self.proc.returncode
 
     def check_alive(self) -> None:
-        if not self.alive():
-            code = self.proc.returncode if self.proc is not None else None
-            raise WorkerError(f"worker {self.name} exited ({code}):\n{self.log_tail()}")
+        """Raise :class:`WorkerError` if the worker is gone; says so if a signal we did not send ended it."""
+        if self.alive():
+            return
+        code = self.proc.returncode if self.proc is not None else None
+        external = ""
+        if not self._signalled and ((code or 0) < 0 or EXTERNAL_SIGNAL in self.log_text()):
+            external = f" ({EXTERNAL_SIGNAL.lower()} from another process)"
+        raise WorkerError(f"worker {self.name} exited ({code}){external}:\n{self.log_tail()}")
 
     def status(self) -> dict[str, Any] | None:
         """The worker's status JSON, or None while it does not answer."""
@@ -246,7 +259,7 @@ class Worker:
         except WorkerError as exc:
             raise WorkerError(f"{exc}\nlast status: {self.status()}\n{self.log_tail()}") from None
 
-    def wait_assigned(self, partitions: int, timeout: float = 120) -> dict[str, Any]:
+    def wait_assigned(self, partitions: int, timeout: float = 60) -> dict[str, Any]:
         return self.wait_status(lambda st: len(st["active_partitions"]) == partitions, timeout,
                                 f"{partitions} active partitions")
 
@@ -265,6 +278,7 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL, as in a crash, and reap."""
+        self._signalled = True
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
@@ -274,6 +288,7 @@ class Worker:
         """SIGTERM, SIGKILL after ``timeout`` s; always reaps."""
         if self.proc is None:
             return
+        self._signalled = True
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
@@ -286,14 +301,16 @@ class Worker:
         if self._sampler is not None:
             self._sampler.stop()
 
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
     def log_events(self) -> dict[str, float]:
         """Seconds from process start to the first log line of each of :data:`LOG_EVENTS`."""
         found: dict[str, float] = {}
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return found
-        for line in lines:
+        for line in self.log_text().splitlines():
             match = _LOG_TIME.match(line)
             if not match:
                 continue
@@ -304,13 +321,7 @@ class Worker:
         return found
 
     def count_log(self, pattern: str) -> int:
-        try:
-            return len(re.findall(pattern, self.log_path.read_text(errors="replace")))
-        except OSError:
-            return 0
+        return len(re.findall(pattern, self.log_text()))
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"

@@ -31,6 +31,11 @@ class Plan:
     seed: int
     partitions: int
     timeout: float
+    profile_dir: Path | None = None
+    profiler: str = "pyinstrument"
+    repeat_other: int | None = None  # repetitions at chunk sizes after the first (default: repeat)
+    oms_max_files: int | None = None  # OpenMSIStream gets at most this many files of a corpus
+    filestream_env: tuple[tuple[str, str], ...] = ()
 
 
 def chunk_sizes_for(corpus: Corpus, chunk_sizes: tuple[int, ...]) -> tuple[int, ...]:
@@ -50,12 +55,21 @@ def execute(plan: Plan, bootstrap: str, broker_pid: int | None, tmp: Path,
         started = time.monotonic()
         corpus = generate(name, tmp / "corpora" / name, plan.seed, plan.scale)
         log(f"corpus {corpus.describe()} generated in {time.monotonic() - started:.1f} s")
+        oms_corpus = corpus
+        if plan.oms_max_files and corpus.n_files > plan.oms_max_files and "openmsistream" in plan.systems:
+            oms_corpus = corpus.subset(plan.oms_max_files, tmp / "corpora" / f"{name}-subset")
+            log(f"  OpenMSIStream gets the first {oms_corpus.n_files} of the {corpus.n_files} files")
         try:
-            for chunk in chunk_sizes_for(corpus, plan.chunk_sizes):
-                for rep in range(1, plan.repeat + 1):
+            sizes = chunk_sizes_for(corpus, plan.chunk_sizes)
+            for chunk in sizes:
+                reps = plan.repeat if chunk == sizes[0] or plan.repeat_other is None else plan.repeat_other
+                for rep in range(1, reps + 1):
                     for system in plan.systems:
                         tag = f"bench-{session}-{system[:3]}-{name}-{chunk // 1024}k-r{rep}"
-                        outcome = _run_one(plan, system, corpus, chunk, rep, tag, bootstrap, broker_pid, tmp)
+                        source = oms_corpus if system == "openmsistream" else corpus
+                        outcome = _run_one(plan, system, source, chunk, rep, tag, bootstrap, broker_pid, tmp)
+                        if isinstance(outcome, RunResult) and source is not corpus:
+                            outcome.subset_of = corpus.n_files
                         if isinstance(outcome, RunError):
                             errors.append(outcome)
                             log(f"  {system:13} {name} {chunk // 1024:5d} KiB run {rep}: ERROR {outcome.message}")
@@ -68,6 +82,8 @@ def execute(plan: Plan, bootstrap: str, broker_pid: int | None, tmp: Path,
                                 f"{outcome.other_cores:.2f} cores")
         finally:
             shutil.rmtree(corpus.root, ignore_errors=True)
+            if oms_corpus is not corpus:
+                shutil.rmtree(oms_corpus.root, ignore_errors=True)
     return results, errors
 
 
@@ -77,7 +93,8 @@ def _run_one(plan: Plan, system: str, corpus: Corpus, chunk: int, rep: int, tag:
     workdir.mkdir(parents=True)
     os.sync()  # start from clean page-cache writeback, not the previous run's dirty pages
     ctx = RunContext(bootstrap=bootstrap, corpus=corpus, chunk_size=chunk, partitions=plan.partitions,
-                     workdir=workdir, tag=tag, timeout=plan.timeout, broker_pid=broker_pid)
+                     workdir=workdir, tag=tag, timeout=plan.timeout, broker_pid=broker_pid,
+                     profile_dir=plan.profile_dir, profiler=plan.profiler, filestream_env=plan.filestream_env)
     try:
         result = run_system(system, ctx)
         result.rep = rep

@@ -30,7 +30,7 @@ from .corpus import Corpus
 from .measure import CpuSample, MachineCpu, Tracked, proc_cpu_seconds
 from .verify import VerificationError, Verifier
 
-__all__ = ["SYSTEMS", "BenchError", "RunContext", "RunResult", "run_system"]
+__all__ = ["OMS_VENV", "SYSTEMS", "BenchError", "RunContext", "RunResult", "openmsistream_available", "run_system"]
 
 REPO = Path(__file__).resolve().parents[1]
 OMS_VENV = REPO / ".venv-openmsistream"
@@ -53,6 +53,9 @@ class RunContext:
     tag: str
     timeout: float
     broker_pid: int | None = None
+    profile_dir: Path | None = None  # run the filestream worker and uploader under a profiler
+    profiler: str = "pyinstrument"  # or "threads": bench/sampler.py, every thread
+    filestream_env: tuple[tuple[str, str], ...] = ()  # extra FILESTREAM_* settings for experiments
 
 
 @dataclass
@@ -73,6 +76,7 @@ class RunResult:
     machine_cpu_s: float = 0.0
     verified_files: int = 0
     verified_bytes: int = 0
+    subset_of: int | None = None  # files in the whole corpus, when this run moved only some of them
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -103,7 +107,7 @@ class RunResult:
             "producer_peak_rss": self.producer.peak_rss, "consumer_peak_rss": self.consumer.peak_rss,
             "broker_cpu_s": None if self.broker_cpu_s is None else round(self.broker_cpu_s, 2),
             "other_cores": round(self.other_cores, 2), "verified_files": self.verified_files,
-            "verified_bytes": self.verified_bytes, "notes": self.notes,
+            "verified_bytes": self.verified_bytes, "subset_of": self.subset_of, "notes": self.notes,
         }
 
 
@@ -228,11 +232,20 @@ def run_ceiling(ctx: RunContext) -> RunResult:
 # --------------------------------------------------------------------------- #
 
 
-def _filestream_bin() -> str:
-    script = Path(sys.executable).with_name("filestream")
-    if not script.exists():
-        script = REPO / ".venv" / "bin" / "filestream"
-    return str(script)
+def _filestream_argv(ctx: RunContext, role: str) -> list[str]:
+    """``filestream`` as ``python -m app`` (app/__main__.py: the same command). Not the console
+    script: on the shared benchmark machine another session kills processes whose command line
+    matches ``filestream worker`` (observed: an idle worker got SIGTERM), which would end runs.
+    With a profile directory, the process runs under pyinstrument (a pyisession file per role, main
+    thread only) or bench/sampler.py (a text summary of every thread)."""
+    if ctx.profile_dir is None:
+        return [sys.executable, "-m", "app"]
+    ctx.profile_dir.mkdir(parents=True, exist_ok=True)
+    if ctx.profiler == "threads":
+        return [sys.executable, "-m", "bench.sampler", str(ctx.profile_dir / f"{ctx.tag}.{role}.threads.txt"),
+                "-m", "app"]
+    out = ctx.profile_dir / f"{ctx.tag}.{role}.pyisession"
+    return [sys.executable, "-m", "pyinstrument", "-r", "pyisession", "-o", str(out), "-m", "app"]
 
 
 def _status(port: int) -> dict[str, Any] | None:
@@ -261,20 +274,32 @@ def run_filestream(ctx: RunContext) -> RunResult:
         "FILESTREAM_SESSION_TIMEOUT": "6",
         "FILESTREAM_HEARTBEAT_INTERVAL": "1",
         "PYTHONUNBUFFERED": "1",
+        **dict(ctx.filestream_env),
     }
-    exe = _filestream_bin()
-    worker = Tracked([exe, "worker", "-l", "info"], env=env, cwd=ctx.workdir, log=ctx.workdir / "worker.log")
+    if ctx.profile_dir is not None and ctx.profiler == "threads":
+        env["PYTHONPATH"] = str(REPO)  # for bench.sampler; app, agents and tables are the same files
+    # Created before the worker starts: a worker that creates them itself can miss the files topic in
+    # its first assignment ("Ignoring missing topic"), and then places no file for minutes.
+    topics = [env["FILESTREAM_CHUNK_TOPIC"], env["FILESTREAM_FILES_TOPIC"], env["FILESTREAM_DEAD_LETTER_TOPIC"]]
+    for topic in topics:
+        admin.create_topic(ctx.bootstrap, topic, ctx.partitions)
+    worker = Tracked([*_filestream_argv(ctx, "worker"), "worker", "-l", "info"], env=env, cwd=ctx.workdir,
+                     log=ctx.workdir / "worker.log")
     uploader: Tracked | None = None
     try:
         def assigned() -> bool:
             _check_alive(worker, "filestream worker")
             status = _status(web_port)
-            return bool(status and len(status["active_partitions"]) == ctx.partitions)
+            if not (status and len(status["active_partitions"]) == ctx.partitions):
+                return False
+            # The status view shows the chunk topic only; the directory processor needs the files topic.
+            assignment = admin.group_assignment(ctx.bootstrap, ctx.tag)
+            return all(len(assignment.get(t, ())) == ctx.partitions for t in (topics[0], topics[1]))
 
-        _wait_until(assigned, 120, "the filestream worker to be assigned every partition")
+        _wait_until(assigned, 120, "the filestream worker to be assigned every partition of its topics")
         worker_base = worker.sample()
         window = _Window(ctx.broker_pid)
-        uploader = Tracked([exe, "upload", str(ctx.corpus.root)], env=env, cwd=ctx.workdir,
+        uploader = Tracked([*_filestream_argv(ctx, "upload"), "upload", str(ctx.corpus.root)], env=env, cwd=ctx.workdir,
                            log=ctx.workdir / "upload.log")
         up = uploader
 
@@ -289,6 +314,8 @@ def run_filestream(ctx: RunContext) -> RunResult:
         result = RunResult("filestream", ctx.corpus.name, ctx.chunk_size, 0, ctx.corpus.total_bytes,
                            ctx.corpus.n_files, end - window.start, _delta(uploader.exit_sample, None), consumer,
                            verified_files=ctx.corpus.n_files, verified_bytes=verifier.hashed_bytes)
+        if ctx.profile_dir is not None:
+            result.notes.append("profiled under pyinstrument: timings are perturbed")
         return window.close(result)
     finally:
         for proc in (uploader, worker):

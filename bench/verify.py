@@ -107,6 +107,8 @@ class Verifier:
         found = []
         for dirpath, _, filenames in os.walk(self.output):
             for name in filenames:
+                if name.startswith(".") and name.endswith(".filestream-tmp"):
+                    continue  # filestream's temporary name while placing a file (a redelivery may leave one briefly)
                 rel = Path(dirpath, name).relative_to(self.output).as_posix()
                 if rel not in self.corpus.files:
                     found.append(rel)

@@ -99,7 +99,9 @@ class WorkerProcess:
             if not self.alive():
                 raise AssertionError(f"worker {self.name} exited:\n{self.log_tail()}")
             st = self.status()
-            if st and st["active_partitions"] and (partitions is None or len(st["active_partitions"]) == partitions):
+            # both topics: processors only see files of partitions assigned on the files topic too
+            if (st and st["active_partitions"] and st["files_partitions"] == st["active_partitions"]
+                    and (partitions is None or len(st["active_partitions"]) == partitions)):
                 return st
             return None
 
@@ -136,6 +138,21 @@ def committed_offset(bootstrap: str, deployment: Deployment, partition: int = 0)
             await admin.close()
         meta = offsets.get(TopicPartition(deployment.chunk_topic, partition))
         return meta.offset if meta is not None else -1
+
+    return asyncio.run(run())
+
+
+def topic_end_offset(bootstrap: str, topic: str, partition: int = 0) -> int:
+    """The next offset to be written in one partition of ``topic``."""
+
+    async def run() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, partition)
+            return (await consumer.end_offsets([tp]))[tp]
+        finally:
+            await consumer.stop()
 
     return asyncio.run(run())
 

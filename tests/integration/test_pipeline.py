@@ -19,7 +19,7 @@ from app.paths import message_key
 from app.settings import Settings
 from app.uploader import FileUpload, chunk_file, file_digest
 
-from .harness import FILESTREAM, Deployment, committed_offset, tree_digests, wait_for
+from .harness import FILESTREAM, Deployment, WorkerProcess, committed_offset, topic_end_offset, tree_digests, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +51,14 @@ def assert_no_leftovers(dep: Deployment) -> None:
     for w in dep.workers:
         if not w.alive():
             continue  # a dead host's disk; a restarted worker sweeps it (test_scale_out_and_rebalance)
-        staged = [p for p in (w.datadir / "staging").rglob("*") if p.is_file() and p.name != "holder-id"]
-        assert staged == [], f"staging of {w.name} not cleaned up: {staged}"
+        def staged(w: WorkerProcess = w) -> list[Path]:
+            return [p for p in (w.datadir / "staging").rglob("*") if p.is_file() and p.name != "holder-id"]
+
+        # staged bytes go once the records releasing them are on the broker, just after the output
+        try:
+            wait_for(lambda: not staged(), 30, f"the staging area of {w.name} to be cleaned up")
+        except AssertionError:
+            raise AssertionError(f"staging of {w.name} not cleaned up: {staged()}") from None
 
 
 def test_tree_of_edge_cases_arrives_byte_identical(deployment: Deployment, tmp_path: Path) -> None:
@@ -193,7 +199,8 @@ def test_watch_uploads_new_and_rewritten_files_and_stops_cleanly(deployment: Dep
     assert text.count("uploaded two.txt") == 2 and "existing.txt" not in text
 
 
-def test_redelivered_chunks_of_a_finished_file_are_not_processed_again(deployment: Deployment, tmp_path: Path) -> None:
+def test_redelivered_chunks_of_a_finished_file_are_not_processed_again(
+        deployment: Deployment, tmp_path: Path, kafka_bootstrap: str) -> None:
     src = tmp_path / "src"
     write(src, "held/unfinished.bin", rand(4 * CHUNK, 21))
     write(src, "held/finished.bin", rand(3 * CHUNK, 22))
@@ -205,6 +212,8 @@ def test_redelivered_chunks_of_a_finished_file_are_not_processed_again(deploymen
     deployment.produce(unfinished[:-1] + finished)  # the last chunk of the first file is still to come
     deployment.wait_output({"held/finished.bin": tree_digests(src)["held/finished.bin"]})
     first_inode = (deployment.output / "held/finished.bin").stat().st_ino
+    finished_log = f"{deployment.env['FILESTREAM_APP_ID']}-finished-files-changelog"
+    wait_for(lambda: topic_end_offset(kafka_bootstrap, finished_log) >= 1, 30, "the finished record to be durable")
 
     worker.kill()
     worker.start()
