@@ -72,10 +72,6 @@ async def run_processor(name: str, fn: ProcessorFn, file: CompletedFile) -> None
     for attempt in range(1, attempts + 1):
         try:
             await fn(file, path)
-            app.stats.count(f"processed.{name}")
-            if app.settings.journal:
-                await app.run_blocking(_journal, app.settings.journal, name, file)
-            break
         except Exception as exc:  # a processor's failure must not stop the worker
             log.warning("processor %s failed on %s (attempt %d/%d): %r", name, file.relpath, attempt, attempts, exc)
             if attempt == attempts:
@@ -83,6 +79,11 @@ async def run_processor(name: str, fn: ProcessorFn, file: CompletedFile) -> None
                                        file_hash=file.file_hash)
             else:
                 await asyncio.sleep(_RETRY_BASE_DELAY * 2 ** (attempt - 1))
+        else:
+            app.stats.count(f"processed.{name}")
+            if app.settings.journal:
+                await app.run_blocking(_journal, app.settings.journal, name, file)
+            break
     await _mark_done(name, file)
 
 
