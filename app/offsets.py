@@ -60,11 +60,31 @@ MAX_POLL_SECONDS = 0.02
 
 
 class FloorConsumer(Consumer):
-    """aiokafka consumer whose commits respect :class:`OffsetFloors` of its app, and whose polls
-    are short enough that a resumed partition is fetched again at once."""
+    """aiokafka consumer whose commits respect :class:`OffsetFloors` of its app, whose polls are
+    short enough that a resumed partition is fetched again at once, and which never drops
+    records it has fetched.
+
+    Faust hands its live set of active partitions to aiokafka's fetcher on another thread (where
+    an empty set means "every partition") and filters the records it gets back against that set
+    again when it yields them. A partition that leaves the set meanwhile (flow control, recovery)
+    loses those records although aiokafka's position has moved past them: chunks that never come
+    back until a restart. Both steps here use one snapshot taken when the fetch starts.
+    """
+
+    _fetched_for: set[TP] | None = None
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
-        return await super()._getmany(active_partitions, min(timeout, MAX_POLL_SECONDS))
+        snapshot = None if active_partitions is None else set(active_partitions)
+        self._fetched_for = snapshot
+        return await super()._getmany(snapshot, min(timeout, MAX_POLL_SECONDS))
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:
+        self._fetched_for = None
+        records, active = await super()._wait_next_records(timeout)
+        if active is None or self._fetched_for is None:
+            return records, active
+        # everything fetched is yielded; a changed generation still discards it (in getmany)
+        return records, self._fetched_for | set(self._buffered_partitions)
 
     def _new_offset(self, tp: TP) -> int | None:
         floors: OffsetFloors | None = getattr(self.app, "offset_floors", None)

@@ -206,7 +206,7 @@ def _restart_notes(report: Report) -> list[str]:
     notes = []
     for r in report.restarts:
         where = "same data dir" if r.same_datadir else "empty data dir"
-        counters = ", ".join(f"{k} {v:g}" for k, v in sorted(r.counters.items())) or "none"
+        counters = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(r.counters.items())) or "none"
         events = ", ".join(f"{k} {v:.1f} s" for k, v in r.log_events.items())
         notes.append(f"- {where}: log events after process start: {events}; group joins: {r.joins}; "
                      f"small file acknowledged at {_s(r.probe_sent)}, last chunks at {_s(r.last_sent)}; "
