@@ -21,7 +21,7 @@ from app.codec import Chunk, ChunkDecodeError, decode_chunk
 from app.paths import UnsafePathError, file_key, message_key, output_relpath
 from app.staging import Stored
 from app.topics import CompletedFile, chunk_topic, files_topic
-from tables import FileState, PartialFile, finished_files, partial_files, progress
+from tables import FileState, PartialFile, chunkset, finished_files, partial_files, progress
 
 from .dead_letters import dead_letter_file, dead_letter_message
 from .release import forget, forget_finished
@@ -201,5 +201,5 @@ async def expire_records() -> None:
     for key, rec in stale:
         if rec.state == FileState.RECEIVING:
             await dead_letter_file(rec.relpath, "abandoned", f"no chunk for {app.settings.abandon_after:.0f} s",
-                                   received=progress.chunkset.count(rec.received), total=rec.total)
+                                   received=chunkset.count(rec.received), total=rec.total)
         forget(key, rec, outcome="abandoned")

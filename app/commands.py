@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
@@ -131,7 +132,7 @@ class upload(Command):  # noqa: N801
         return progress.files_failed
 
 
-async def _run_bounded(items: list[FileUpload], send: Any, parallel: int) -> None:
+async def _run_bounded(items: list[FileUpload], send: Callable[[FileUpload], Awaitable[bool]], parallel: int) -> None:
     queue: asyncio.Queue[FileUpload] = asyncio.Queue()
     for item in items:
         queue.put_nowait(item)

@@ -7,7 +7,7 @@ from app.codec import Chunk
 from . import chunkset
 from .records import FileState, PartialFile
 
-__all__ = ["geometry_error", "is_complete", "new_partial", "record_chunk", "reset_for_holder"]
+__all__ = ["geometry_error", "has_chunk", "is_complete", "new_partial", "record_chunk", "reset_for_holder"]
 
 
 def new_partial(key_relpath: str, chunk: Chunk, *, partition: int, offset: int, holder: str, now: float) -> PartialFile:

@@ -32,6 +32,8 @@ from app.local_broker import (
     wait_until_ready,
 )
 
+from .harness import free_port
+
 pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
@@ -41,27 +43,11 @@ MAX_REQUEST = 8 * 1024 * 1024
 # --------------------------------------------------------------------------- helpers
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def _port_pair(preferred: int) -> tuple[int, int]:
     """(port, controller_port): preferred and preferred+1 when free, else two free ports."""
-    if _bindable(preferred) and _bindable(preferred + 1):
+    if local_broker._port_free(preferred) and local_broker._port_free(preferred + 1):
         return preferred, preferred + 1
-    return _free_port(), _free_port()
+    return free_port(), free_port()
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -253,7 +239,7 @@ def test_port_taken_by_another_program_fails_clearly(tmp_path: Path) -> None:
         other.bind((HOST, 0))
         other.listen()
         port = int(other.getsockname()[1])
-        candidate = LocalBroker(port, controller_port=_free_port(), state_root=tmp_path)
+        candidate = LocalBroker(port, controller_port=free_port(), state_root=tmp_path)
         with pytest.raises(BrokerSetupError, match="already in use") as info:
             candidate.up(timeout=30)
     assert f"pid {os.getpid()}" in str(info.value)
@@ -261,7 +247,7 @@ def test_port_taken_by_another_program_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_broker_exiting_at_start_reports_log_tail(tmp_path: Path) -> None:
-    candidate = LocalBroker(_free_port(), controller_port=_free_port(), state_root=tmp_path, heap="not-a-size")
+    candidate = LocalBroker(free_port(), controller_port=free_port(), state_root=tmp_path, heap="not-a-size")
     try:
         with pytest.raises(BrokerSetupError) as info:
             candidate.up(timeout=60)
@@ -279,7 +265,7 @@ def test_missing_java_is_reported_with_install_hint(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(BrokerSetupError, match=r"java not found.*openjdk-17"):
         ensure_java_and_maven()
-    candidate = LocalBroker(_free_port(), cache_dir=tmp_path / "cache", state_root=tmp_path / "state")
+    candidate = LocalBroker(free_port(), cache_dir=tmp_path / "cache", state_root=tmp_path / "state")
     with pytest.raises(BrokerSetupError, match="java not found"):
         candidate.up(timeout=5)
     assert not (tmp_path / "cache").exists(), "nothing is fetched without java"
@@ -311,7 +297,7 @@ def test_cli_reports_setup_error_with_nonzero_exit(
 ) -> None:
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    code = local_broker.main(["up", "--port", str(_free_port()), "--state-root", str(tmp_path / "state")])
+    code = local_broker.main(["up", "--port", str(free_port()), "--state-root", str(tmp_path / "state")])
     assert code != 0
     assert "java not found" in capsys.readouterr().err
 
@@ -321,7 +307,7 @@ def test_interrupted_or_failed_fetch_never_counts_as_complete(tmp_path: Path, mo
     _make_fake_mvn(tmp_path / "fake-bin")
     monkeypatch.setenv("PATH", f"{tmp_path / 'fake-bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_MVN_CALLS", str(calls))
-    candidate = LocalBroker(_free_port(), cache_dir=tmp_path / "cache", state_root=tmp_path / "state")
+    candidate = LocalBroker(free_port(), cache_dir=tmp_path / "cache", state_root=tmp_path / "state")
 
     monkeypatch.setenv("FAKE_MVN_MODE", "fail")
     with pytest.raises(BrokerSetupError, match="simulated transfer failure"):
@@ -351,7 +337,7 @@ def test_interrupted_or_failed_fetch_never_counts_as_complete(tmp_path: Path, mo
 def test_wait_until_ready_times_out_on_a_closed_port() -> None:
     started = time.monotonic()
     with pytest.raises(BrokerSetupError, match="not ready after"):
-        wait_until_ready(HOST, _free_port(), timeout=0.5)
+        wait_until_ready(HOST, free_port(), timeout=0.5)
     assert time.monotonic() - started < 5
 
 
