@@ -1,7 +1,8 @@
 """Processor agents: each gets every completed file once it is staged and verified.
 
 ``@file_processor("name")`` turns ``async def fn(file: CompletedFile, path: Path) -> None``
-into a Faust agent on the files topic. The staged file is released (and its commit floor
+into a Faust agent on the files topic, which runs it on up to ``processor_lanes`` files at
+once (the versions of one path in order, see :mod:`app.lanes`). The staged file is released (and its commit floor
 lifted) once every registered processor has finished with it, successfully or, after
 ``processor_attempts`` tries, by dead-lettering it. Processors must be idempotent: after a
 crash a file may be offered again to a processor whose success was not yet recorded.
@@ -20,7 +21,7 @@ from faust.types import EventT
 
 from app.application import app
 from app.topics import CompletedFile, files_topic
-from tables import FileState, partial_files
+from tables import FileState, partial_files, save_partial
 
 from .dead_letters import dead_letter_file
 from .release import forget
@@ -49,8 +50,14 @@ def file_processor(name: str) -> Callable[[ProcessorFn], ProcessorFn]:
         _registry[name] = fn
 
         async def processor_agent(stream: AsyncIterator[EventT]) -> None:
-            async for event in stream.events():  # type: ignore[attr-defined]
-                await run_processor(name, fn, event.value)
+            # Keyed by path: the versions of one path are processed in order, other files concurrently.
+            lanes = app.lanes(lambda event: run_processor(name, fn, event.value), lanes=app.settings.processor_lanes,
+                              depth=app.settings.lane_depth)
+            try:
+                async for event in stream.events():  # type: ignore[attr-defined]
+                    await lanes.submit(event)
+            finally:
+                await lanes.stop()
 
         processor_agent.__doc__ = fn.__doc__
         app.agent(files_topic, name=f"processor.{name}")(processor_agent)
@@ -103,4 +110,4 @@ async def _mark_done(name: str, file: CompletedFile) -> None:
         forget(file.key, rec, outcome="processed")
         app.stats.count("files_processed")
     else:
-        partial_files[file.key] = rec.derive(done=done)
+        save_partial(file.key, rec.derive(done=done))

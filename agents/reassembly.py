@@ -21,7 +21,7 @@ from app.codec import Chunk, ChunkDecodeError, decode_chunk
 from app.paths import UnsafePathError, file_key, message_key, output_relpath
 from app.staging import Stored
 from app.topics import CompletedFile, chunk_topic, files_topic
-from tables import FileState, PartialFile, chunkset, finished_files, partial_files, progress
+from tables import FileState, PartialFile, chunkset, finished_files, partial_files, progress, save_partial
 
 from .dead_letters import dead_letter_file, dead_letter_message
 from .release import forget, forget_finished
@@ -33,23 +33,20 @@ log = logging.getLogger(__name__)
 
 @app.agent(chunk_topic, name="reassembly")
 async def reassembly_agent(stream: AsyncIterator[EventT]) -> None:
-    """Reassemble every file of the chunk topic; one event at a time, acked once durable.
+    """Reassemble every file of the chunk topic: files concurrently, the chunks of each in
+    order (:mod:`app.lanes`); a message is acked once taken and pinned until it is durable.
 
     Bad input never raises (it is dead-lettered). Anything else (a full disk, a broken
     producer) crashes the worker; the offset stays pinned, so nothing past it is committed and
     a restarted worker handles the message again.
     """
-    async for event in stream.events():  # type: ignore[attr-defined]
-        message = event.message
-        tp = message.tp
-        app.offset_floors.pin(tp, message.offset)
-        try:
-            await handle_chunk(message)
-        except Exception as exc:
-            log.exception("cannot handle %s@%s; stopping the worker", tp, message.offset)
-            await app.crash(exc)
-            raise
-        app.offset_floors.unpin(tp)
+    lanes = app.lanes(lambda event: handle_chunk(event.message), lanes=app.settings.reassembly_lanes,
+                      depth=app.settings.lane_depth)
+    try:
+        async for event in stream.events():  # type: ignore[attr-defined]
+            await lanes.submit(event)
+    finally:
+        await lanes.stop()
 
 
 def commit_floor(partition: int) -> int | None:
@@ -81,9 +78,9 @@ async def handle_chunk(message: Message) -> None:
         await dead_letter_message(message, "unsafe_path", str(exc))
         return
     expected_key = message_key(relpath)
-    if message.key != expected_key and app.settings.partitions > 1:
-        # Producers that key by chunk (OpenMSIStream) scatter a file over partitions; route
-        # the chunk to the partition that owns its file.
+    if message.key != expected_key:
+        # Producers that key by chunk (OpenMSIStream) scatter a file over partitions and lanes;
+        # route the chunk to the partition and lane that own its file.
         app.stats.count("chunks_rekeyed")
         await chunk_topic.send(key=expected_key, value=message.value, force=True)
         return
@@ -121,7 +118,7 @@ async def _advance(key: str, relpath: str, chunk: Chunk, message: Message) -> No
     if progress.is_complete(rec):
         await _complete(key, rec, message.offset)
     else:
-        partial_files[key] = rec
+        save_partial(key, rec)
 
 
 async def _store(key: str, rec: PartialFile, chunk: Chunk, message: Message, *, completes: bool) -> PartialFile:
@@ -161,7 +158,7 @@ async def _complete(key: str, rec: PartialFile, offset: int) -> None:
         forget(key, rec, outcome=rec.reason)
         return
     rec = rec.derive(state=FileState.COMPLETE, completing_offset=offset)
-    partial_files[key] = rec
+    save_partial(key, rec)
     app.stats.count("files_completed")
     await _announce(key, rec)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from app.application import app
 from tables import FinishedFile, PartialFile, finished_files, partial_files
+from tables.progress import needs_changelog
 
 __all__ = ["forget", "forget_finished"]
 
@@ -26,8 +27,9 @@ def forget(key: str, rec: PartialFile, *, outcome: str) -> None:
                             last_offset=rec.last_offset, outcome=outcome, finished_at=time.time())
     partial_files.data.pop(key, None)
     finished_files.data[key] = finished
-    writes = [partial_files.send_changelog(rec.partition, key, None, value_serializer="raw"),
-              finished_files.send_changelog(rec.partition, key, finished)]
+    writes = [finished_files.send_changelog(rec.partition, key, finished)]
+    if needs_changelog(rec):
+        writes.append(partial_files.send_changelog(rec.partition, key, None, value_serializer="raw"))
     app.add_future(_discard_when_durable(key, writes))
 
 

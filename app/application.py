@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +18,7 @@ from faust.types import TransportT
 
 from .admin import prepare_topics
 from .durability import DurableTable, PendingWrites
+from .lanes import Handler, MessageLanes
 from .offsets import FloorTransport, OffsetFloors
 from .security import faust_credentials
 from .settings import Settings
@@ -54,7 +56,7 @@ class FilestreamApp(faust.App):
             producer_max_request_size=settings.max_fetch_bytes,
             # Table writes and announcements are small: batch them instead of one request each
             # (nothing waits on their delivery but the next commit).
-            producer_linger=0.005,
+            producer_linger=settings.producer_linger,
             consumer_auto_offset_reset="earliest",
             broker_check_crcs=False,  # every chunk carries its own SHA-512
             broker_session_timeout=settings.session_timeout,
@@ -78,6 +80,8 @@ class FilestreamApp(faust.App):
         self.stats = WorkerStats()
         self._pool: ThreadPoolExecutor | None = None
         self._staging: StagingArea | None = None
+        self._lanes: weakref.WeakSet[MessageLanes] = weakref.WeakSet()
+        self.on_partitions_revoked.connect(self._finish_lanes, weak=False)
 
     def _new_transport(self) -> TransportT:
         return FloorTransport(self.conf.broker_consumer, self)
@@ -93,6 +97,16 @@ class FilestreamApp(faust.App):
         if self._staging is None:
             self._staging = StagingArea(self.datadir_path / "staging")
         return self._staging
+
+    def lanes(self, handler: Handler, *, lanes: int, depth: int) -> MessageLanes:
+        """Lanes for an agent's events (see :mod:`app.lanes`), waited for by every rebalance."""
+        created = MessageLanes(self, self.offset_floors, handler, lanes=lanes, depth=depth)
+        self._lanes.add(created)
+        return created
+
+    async def _finish_lanes(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
+        # A rebalance waits for the events lanes are handling, as Faust waits for its streams'.
+        await asyncio.gather(*(lanes.wait_idle() for lanes in list(self._lanes)))
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` on the bounded I/O pool and await its result."""

@@ -26,22 +26,27 @@ class OffsetFloors:
 
     def __init__(self) -> None:
         self._providers: dict[str, FloorProvider] = {}
-        self._pins: dict[TP, int] = {}
+        self._pins: dict[TP, list[int]] = {}
 
     def register(self, topic: str, provider: FloorProvider) -> None:
         """``provider(partition)`` returns the floor for that partition, or None for none."""
         self._providers[topic] = provider
 
     def pin(self, tp: TP, offset: int) -> None:
-        """Hold ``tp`` at ``offset`` until :meth:`unpin`: the message being handled there."""
-        self._pins[tp] = offset
+        """Hold ``tp`` at ``offset`` until :meth:`unpin`: a message taken but not yet handled."""
+        self._pins.setdefault(tp, []).append(offset)
 
-    def unpin(self, tp: TP) -> None:
-        self._pins.pop(tp, None)
+    def unpin(self, tp: TP, offset: int) -> None:
+        pins = self._pins.get(tp)
+        if pins is not None and offset in pins:
+            pins.remove(offset)  # a few entries per partition (the lane depth)
+            if not pins:
+                del self._pins[tp]
 
     def floor(self, tp: TP) -> int | None:
         provider = self._providers.get(tp.topic)
-        floors = [f for f in (provider(tp.partition) if provider else None, self._pins.get(tp)) if f is not None]
+        pinned = min(self._pins.get(tp, ()), default=None)
+        floors = [f for f in (provider(tp.partition) if provider else None, pinned) if f is not None]
         return min(floors, default=None)
 
 

@@ -57,6 +57,12 @@ class Settings:
         "Threads for blocking work (disk writes, hashing, S3 calls) off the event loop."))
     stream_buffer: int = field(default=16, metadata=_doc(
         "Chunk messages buffered per worker ahead of the agent (memory: this times chunk size)."))
+    reassembly_lanes: int = field(default=8, metadata=_doc(
+        "Files reassembled concurrently at most (chunks of one file are always handled in order)."))
+    processor_lanes: int = field(default=8, metadata=_doc(
+        "Files each processor works on concurrently at most (versions of one path always in order)."))
+    lane_depth: int = field(default=2, metadata=_doc(
+        "Messages queued per lane of an agent (memory: this times reassembly lanes times chunk size)."))
     max_fetch_bytes: int = field(default=4 * 1024 * 1024, metadata=_doc(
         "Largest fetch per partition from the broker; must exceed the largest chunk message."))
     upload_inflight_bytes: int = field(default=64 * 1024 * 1024, metadata=_doc(
@@ -78,6 +84,8 @@ class Settings:
         "Consumer group heartbeat interval, seconds."))
     commit_interval: float = field(default=2.8, metadata=_doc(
         "Seconds between offset commits."))
+    producer_linger: float = field(default=0.005, metadata=_doc(
+        "Seconds the worker's producer waits to batch table writes and announcements into one request."))
     security_protocol: str = field(default="PLAINTEXT", metadata=_doc(
         "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."))
     sasl_mechanism: str = field(default="PLAIN", metadata=_doc(
@@ -101,8 +109,9 @@ class Settings:
         return cls(**values)
 
     def __post_init__(self) -> None:
-        if self.partitions < 1 or self.chunk_size < 1 or self.io_threads < 1:
-            raise SettingsError("partitions, chunk_size and io_threads must be positive")
+        if min(self.partitions, self.chunk_size, self.io_threads, self.reassembly_lanes, self.processor_lanes,
+               self.lane_depth) < 1:
+            raise SettingsError("partitions, chunk_size, io_threads, lanes and lane_depth must be positive")
         if self.max_fetch_bytes < self.chunk_size + 4096:
             raise SettingsError("max_fetch_bytes must exceed chunk_size plus message overhead")
         if self.security_protocol not in {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}:

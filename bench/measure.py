@@ -74,6 +74,7 @@ class Tracked:
                 log_file.close()
         self.started = time.monotonic()
         self.exit_sample: CpuSample | None = None
+        self.exited_at: float | None = None  #: monotonic time the exit was noticed
         self.returncode: int | None = None
 
     @property
@@ -97,6 +98,7 @@ class Tracked:
         self.returncode = os.waitstatus_to_exitcode(status)
         self.proc.returncode = self.returncode  # keep Popen from waiting again
         self.exit_sample = CpuSample(usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+        self.exited_at = time.monotonic()
 
     def wait(self, timeout: float) -> int:
         """Wait up to ``timeout`` s for the exit; raises TimeoutError."""

@@ -314,6 +314,8 @@ def run_filestream(ctx: RunContext) -> RunResult:
         result = RunResult("filestream", ctx.corpus.name, ctx.chunk_size, 0, ctx.corpus.total_bytes,
                            ctx.corpus.n_files, end - window.start, _delta(uploader.exit_sample, None), consumer,
                            verified_files=ctx.corpus.n_files, verified_bytes=verifier.hashed_bytes)
+        if uploader.exited_at is not None:
+            result.notes.append(f"uploader done after {uploader.exited_at - window.start:.2f} s of {end - window.start:.2f} s")
         if ctx.profile_dir is not None:
             result.notes.append("profiled under pyinstrument: timings are perturbed")
         return window.close(result)

@@ -7,7 +7,8 @@ from app.codec import Chunk
 from . import chunkset
 from .records import FileState, PartialFile
 
-__all__ = ["geometry_error", "has_chunk", "is_complete", "new_partial", "record_chunk", "reset_for_holder"]
+__all__ = ["geometry_error", "has_chunk", "is_complete", "needs_changelog", "new_partial", "record_chunk",
+           "reset_for_holder"]
 
 
 def new_partial(key_relpath: str, chunk: Chunk, *, partition: int, offset: int, holder: str, now: float) -> PartialFile:
@@ -89,3 +90,14 @@ def has_chunk(rec: PartialFile, index: int) -> bool:
 def is_complete(rec: PartialFile) -> bool:
     """True once every chunk index of the file has been received."""
     return chunkset.count(rec.received) == rec.total
+
+
+def needs_changelog(rec: PartialFile) -> bool:
+    """Whether ``rec`` is worth writing to the changelog.
+
+    The in-memory table sets the commit floor, so after a crash every chunk of an unfinished
+    file is read again whether or not its record survived. A durable record only saves
+    re-staging the chunks it lists; for a single-chunk file that saves nothing a record would
+    not cost too, so its records (and their tombstones) are never written.
+    """
+    return rec.total > 1
