@@ -57,6 +57,9 @@ class FilestreamApp(faust.App):
             # Table writes and announcements are small: batch them instead of one request each
             # (nothing waits on their delivery but the next commit).
             producer_linger=settings.producer_linger,
+            # A full batch makes the next send wait for a produce round trip: with Faust's 16 KiB
+            # batches, announcements and table writes of small files stalled every lane.
+            producer_max_batch_size=1 << 20,
             consumer_auto_offset_reset="earliest",
             broker_check_crcs=False,  # every chunk carries its own SHA-512
             broker_session_timeout=settings.session_timeout,
