@@ -1,9 +1,10 @@
 """Message lanes: events with one key handled in order, different keys concurrently.
 
 A Faust agent handles one event at a time, so a worker that waits on disk, hashing or S3 for
-one file waits for all of them. An agent hands each event to a lane chosen by its message key
-(:meth:`MessageLanes.submit`) and goes on; each lane runs the handler on its events one by
-one, so everything about one file (one key) still happens in order. The agent's ack then
+one file waits for all of them. An agent hands each event to a lane (:meth:`MessageLanes.submit`)
+and goes on; each lane runs the handler on its events one by one. A key stays on one lane while
+it has events queued there, so everything about one file (one key) still happens in order; a
+key with nothing queued goes to the least busy lane. The agent's ack then
 means "queued", not "done", so every queued event pins its partition's commit floor
 (:class:`app.offsets.OffsetFloors`) until its handler returns: the commit never passes a
 message that has not been handled.
@@ -18,11 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from faust.types import EventT
+from faust.types import EventT, Message
 
 from .offsets import OffsetFloors
 
@@ -39,6 +39,7 @@ class _Lane:
         self.idle = asyncio.Event()
         self.idle.set()
         self.task: asyncio.Task[None] | None = None
+        self.load = 0  #: events submitted to this lane and not yet handled or dropped
 
 
 class MessageLanes:
@@ -55,20 +56,29 @@ class MessageLanes:
         self._floors = floors
         self._handler = handler
         self._lanes = [_Lane(depth) for _ in range(lanes)]
+        self._bound: dict[Any, tuple[_Lane, int]] = {}  # key -> (its lane, its events there)
         self._closed = False
-
-    def lane_of(self, key: bytes | None) -> int:
-        """The lane of messages with ``key`` (stable within and across processes)."""
-        return zlib.crc32(key or b"") % len(self._lanes)
 
     async def submit(self, event: EventT) -> None:
         """Queue ``event`` on its key's lane; waits while that lane is full."""
         message = event.message
-        lane = self._lanes[self.lane_of(message.key)]
+        key = message.key
+        lane, count = self._bound.get(key) or (min(self._lanes, key=lambda candidate: candidate.load), 0)
+        self._bound[key] = (lane, count + 1)
+        lane.load += 1
         if lane.task is None:
             lane.task = asyncio.create_task(self._run(lane))
         self._floors.pin(message.tp, message.offset)
         await lane.queue.put(event)
+
+    def _done(self, lane: _Lane, message: Message) -> None:
+        self._floors.unpin(message.tp, message.offset)
+        lane.load -= 1
+        _, count = self._bound[message.key]
+        if count > 1:
+            self._bound[message.key] = (lane, count - 1)
+        else:
+            del self._bound[message.key]
 
     async def _run(self, lane: _Lane) -> None:
         app = self._app
@@ -79,7 +89,7 @@ class MessageLanes:
             if self._closed:
                 return
             if message.generation_id is not None and message.generation_id != app.consumer_generation_id:
-                self._floors.unpin(message.tp, message.offset)
+                self._done(lane, message)
                 continue
             lane.idle.clear()
             try:
@@ -90,11 +100,7 @@ class MessageLanes:
                 return
             finally:
                 lane.idle.set()
-            self._floors.unpin(message.tp, message.offset)
-
-    def queued(self) -> int:
-        """Messages submitted and not yet handled."""
-        return sum(lane.queue.qsize() + (not lane.idle.is_set()) for lane in self._lanes)
+            self._done(lane, message)
 
     async def wait_idle(self) -> None:
         """Wait until no lane is in the middle of a message (queued ones may remain)."""
