@@ -110,6 +110,25 @@ def test_shuffled_and_duplicated_chunks(deployment: Deployment, tmp_path: Path) 
     assert_no_leftovers(deployment)
 
 
+def test_chunks_keyed_per_chunk_reach_the_worker_of_their_file(deployment: Deployment, tmp_path: Path) -> None:
+    """OpenMSIStream producers key each chunk on its own; the worker re-keys them onto the
+    partition (and lane) of their file, so chunks of one file are never handled concurrently."""
+    src = tmp_path / "src"
+    rels = [f"per-chunk/f{i}.bin" for i in range(4)]
+    for i, rel in enumerate(rels):
+        write(src, rel, rand(CHUNK * (i + 3) + 123, 300 + i))
+    msgs = [(f"{rel}_chunk_{c.index}_of_{c.total}".encode(), encode_chunk(c))
+            for rel in rels for c in chunks_of(src / rel, rel)]
+    random.Random(11).shuffle(msgs)
+    worker = deployment.worker().start()
+    worker.wait_assigned()
+    deployment.produce(msgs)
+    deployment.wait_output(tree_digests(src))
+    counters = (worker.status() or {}).get("counters", {})
+    assert counters.get("chunks_rekeyed") == len(msgs), counters
+    assert_no_leftovers(deployment)
+
+
 def test_bad_input_is_dead_lettered_and_nothing_else_is_lost(deployment: Deployment, tmp_path: Path) -> None:
     src = tmp_path / "src"
     write(src, "good/before.bin", rand(3 * CHUNK, 1))
