@@ -33,25 +33,44 @@ def place_file(staged: Path, root: Path, relpath: PurePosixPath, mtime: float = 
     """Put ``staged`` at ``root/relpath`` atomically and durably; return the final path.
 
     A hard link is used when the staging area shares the output's filesystem (no bytes are
-    copied); otherwise the file is copied. The target is checked to stay under ``root``.
+    copied): a new path is linked directly, an existing one replaced by renaming a link made
+    under a temporary name. Otherwise the file is copied to a temporary name and renamed. The
+    target is checked to stay under ``root``.
     """
     target = resolve_under(root, relpath)
     target.parent.mkdir(parents=True, exist_ok=True)
     target = resolve_under(root, relpath)  # again: the directories now exist and could be links
+    # The staged file is ours alone: its mode and mtime travel with the link. Its bytes are made
+    # durable before any name under the root shows them (staging may not have: sync=False).
+    os.chmod(staged, 0o666 & ~_UMASK)
+    if mtime > 0:
+        os.utime(staged, (mtime, mtime))
+    _fsync(staged)
+    try:
+        os.link(staged, target)
+    except FileExistsError:
+        _replace(staged, target, mtime, link=True)
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
+        _replace(staged, target, mtime, link=False)
+    _fsync(target.parent)
+    return target
+
+
+def _replace(staged: Path, target: Path, mtime: float, *, link: bool) -> None:
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.filestream-tmp")
     try:
-        try:
+        if link:
             os.link(staged, tmp)
-        except OSError as exc:
-            if exc.errno not in _NO_LINK:
-                raise
+        else:
             with open(staged, "rb") as src, open(tmp, "xb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
                 dst.flush()
                 os.fsync(dst.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        if mtime > 0:
-            os.utime(tmp, (mtime, mtime))
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            if mtime > 0:
+                os.utime(tmp, (mtime, mtime))
         os.replace(tmp, target)
         # rename(2) does nothing when both names are links to one file (the same staged file
         # placed twice), leaving the temporary name behind.
@@ -59,12 +78,14 @@ def place_file(staged: Path, root: Path, relpath: PurePosixPath, mtime: float = 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fd = os.open(target.parent, os.O_RDONLY)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    return target
 
 
 @file_processor("directory")

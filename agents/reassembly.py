@@ -129,7 +129,7 @@ async def _store(key: str, rec: PartialFile, chunk: Chunk, message: Message, *, 
         await dead_letter_message(message, "impossible_chunk", error)
         return await _fail(key, rec, "impossible_chunk", error)
     seal = (bytes.fromhex(rec.file_hash), rec.size) if completes else None
-    stored = await app.run_blocking(app.staging.store, key, chunk, seal)
+    stored = await app.run_blocking(app.staging.store, key, chunk, seal, sync=progress.needs_changelog(rec))
     if stored is Stored.CORRUPT_CHUNK:
         error = f"chunk {chunk.index}/{chunk.total} of {rec.relpath} is corrupt"
         await dead_letter_message(message, "chunk_hash_mismatch", error)

@@ -76,14 +76,37 @@ class StagingArea:
     def has_complete(self, key: str) -> bool:
         return self.complete_path(key).exists()
 
-    def store(self, key: str, chunk: Chunk, seal: tuple[bytes, int] | None = None) -> Stored:
+    def store(self, key: str, chunk: Chunk, seal: tuple[bytes, int] | None = None, *, sync: bool = True) -> Stored:
         """Write one chunk and, when ``seal`` gives the file's ``(sha512, size)`` because this chunk
-        completes it, seal the file too (one trip to the I/O pool per completed small file)."""
+        completes it, seal the file too (one trip to the I/O pool per completed small file).
+        ``sync=False`` skips making a sealed file durable, for files whose table record would
+        not survive a crash either (its bytes are rebuilt from the chunk topic)."""
+        if seal is not None and chunk.offset == 0 and len(chunk.data) == seal[1]:
+            return self._store_whole(key, chunk, seal[0], sync)
         if not self.write_chunk(key, chunk):
             return Stored.CORRUPT_CHUNK
         if seal is None:
             return Stored.WRITTEN
-        return Stored.SEALED if self.seal(key, *seal) else Stored.CORRUPT_FILE
+        return Stored.SEALED if self.seal(key, *seal, sync=sync) else Stored.CORRUPT_FILE
+
+    def _store_whole(self, key: str, chunk: Chunk, file_hash: bytes, sync: bool) -> Stored:
+        """A file in one chunk: verified in memory (its two digests are one) and written straight
+        into the complete area."""
+        digest = hashlib.sha512(chunk.data).digest()
+        if digest != chunk.chunk_hash:
+            return Stored.CORRUPT_CHUNK
+        if digest != file_hash:
+            return Stored.CORRUPT_FILE
+        self._hashes.pop(key, None)
+        self.partial_path(key).unlink(missing_ok=True)  # left by an earlier, different chunking
+        fd = os.open(self.complete_path(key), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write_at(fd, chunk.data, 0)
+            if sync:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        return Stored.SEALED
 
     def write_chunk(self, key: str, chunk: Chunk) -> bool:
         """Verify the chunk's SHA-512 and write its data at its offset; False if it is corrupt."""
@@ -91,11 +114,7 @@ class StagingArea:
             return False
         fd = os.open(self.partial_path(key), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            view = memoryview(chunk.data)
-            offset = chunk.offset
-            while view:
-                written = os.pwrite(fd, view, offset)
-                view, offset = view[written:], offset + written
+            _write_at(fd, chunk.data, chunk.offset)
         finally:
             os.close(fd)
         running = self._hashes.get(key)
@@ -110,9 +129,9 @@ class StagingArea:
                 del self._hashes[key]
         return True
 
-    def seal(self, key: str, file_hash: bytes, size: int) -> bool:
-        """Check the staged file's length and SHA-512; if right, make it durable and move it to
-        the complete area. Returns False (and keeps nothing) on a mismatch."""
+    def seal(self, key: str, file_hash: bytes, size: int, *, sync: bool = True) -> bool:
+        """Check the staged file's length and SHA-512; if right, make it durable (unless not
+        ``sync``) and move it to the complete area. Returns False (and keeps nothing) on a mismatch."""
         partial = self.partial_path(key)
         running = self._hashes.pop(key, None)
         with open(partial, "a+b") as f:  # "a" creates the file of a zero-length upload
@@ -121,7 +140,7 @@ class StagingArea:
             if ok:
                 in_memory = running is not None and running.next_offset == size
                 ok = (running.digest.digest() if in_memory else self._hash_fd(fd)) == file_hash
-            if ok:
+            if ok and sync:
                 os.fdatasync(fd)
         if not ok:
             self.discard(key)
@@ -153,3 +172,10 @@ class StagingArea:
         self._hashes.pop(key, None)
         for path in (self.partial_path(key), self.complete_path(key)):
             path.unlink(missing_ok=True)
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written

@@ -255,9 +255,10 @@ def render_markdown(summaries: list[Summary], errors: list[RunError], *, command
                 f"`{e.message.splitlines()[0][:300]}`" for e in errors]
         out.append("")
     out += ["<details><summary>Every run</summary>", "",
-            _md_table(["corpus", "chunk", "system", "run", "wall s", "MB/s", "files/s", "producer CPU s",
-                       "consumer CPU s", "broker CPU s", "other cores", "verified files"],
-                      [[r.corpus, _chunk(r.chunk_size), r.system, str(r.rep), f"{r.wall_s:.2f}", f"{r.mb_s:.1f}",
+            _md_table(["corpus", "chunk", "system", "run", "wall s", "uploader done s", "MB/s", "files/s",
+                       "producer CPU s", "consumer CPU s", "broker CPU s", "other cores", "verified files"],
+                      [[r.corpus, _chunk(r.chunk_size), r.system, str(r.rep), f"{r.wall_s:.2f}",
+                        "-" if r.producer_done_s is None else f"{r.producer_done_s:.2f}", f"{r.mb_s:.1f}",
                         f"{r.files_s:.1f}", f"{r.producer.cpu_s:.1f}", f"{r.consumer.cpu_s:.1f}",
                         "-" if r.broker_cpu_s is None else f"{r.broker_cpu_s:.1f}", f"{r.other_cores:.2f}",
                         str(r.verified_files) if r.system != "ceiling" else "n/a (bytes counted)"] for r in runs]),

@@ -77,6 +77,7 @@ class RunResult:
     verified_files: int = 0
     verified_bytes: int = 0
     subset_of: int | None = None  # files in the whole corpus, when this run moved only some of them
+    producer_done_s: float | None = None  # when the producer process exited, from the start of the clock
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -107,7 +108,8 @@ class RunResult:
             "producer_peak_rss": self.producer.peak_rss, "consumer_peak_rss": self.consumer.peak_rss,
             "broker_cpu_s": None if self.broker_cpu_s is None else round(self.broker_cpu_s, 2),
             "other_cores": round(self.other_cores, 2), "verified_files": self.verified_files,
-            "verified_bytes": self.verified_bytes, "subset_of": self.subset_of, "notes": self.notes,
+            "verified_bytes": self.verified_bytes, "subset_of": self.subset_of,
+            "producer_done_s": self.producer_done_s, "notes": self.notes,
         }
 
 
@@ -315,7 +317,7 @@ def run_filestream(ctx: RunContext) -> RunResult:
                            ctx.corpus.n_files, end - window.start, _delta(uploader.exit_sample, None), consumer,
                            verified_files=ctx.corpus.n_files, verified_bytes=verifier.hashed_bytes)
         if uploader.exited_at is not None:
-            result.notes.append(f"uploader done after {uploader.exited_at - window.start:.2f} s of {end - window.start:.2f} s")
+            result.producer_done_s = uploader.exited_at - window.start
         if ctx.profile_dir is not None:
             result.notes.append("profiled under pyinstrument: timings are perturbed")
         return window.close(result)

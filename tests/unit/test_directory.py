@@ -178,3 +178,23 @@ def test_refuses_parent_references(staged: Path, root: Path, tmp_path: Path) -> 
     with pytest.raises(UnsafePathError):
         place_file(staged, root, PurePosixPath("../escaped"))
     assert not (tmp_path / "escaped").exists()
+
+
+def test_bytes_are_durable_before_any_name_shows_them(
+    staged: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync-dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else f"fsync-ino-{os.fstat(fd).st_ino}")
+        real_fsync(fd)
+
+    def link(src: object, dst: object, **kwargs: object) -> None:
+        calls.append("link")
+        real_link(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    place_file(staged, root, PurePosixPath("new/f.dat"))
+    assert calls == [f"fsync-ino-{staged.stat().st_ino}", "link", "fsync-dir"]

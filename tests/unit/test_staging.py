@@ -258,3 +258,40 @@ def test_store_reports_a_corrupt_chunk_and_a_corrupt_file(staging: StagingArea) 
     assert local_files(staging) == []
     assert staging.store("k", chunk, seal=(sha(b"other"), len(content))) is Stored.CORRUPT_FILE
     assert local_files(staging) == []
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_a_one_chunk_file_goes_straight_to_the_complete_area(
+    staging: StagingArea, monkeypatch: pytest.MonkeyPatch, sync: bool
+) -> None:
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    content = random.Random(7).randbytes(3000)
+    (chunk,) = split(content, 4096)
+    assert staging.store("k", chunk, seal=(sha(content), len(content)), sync=sync) is Stored.SEALED
+    assert staging.complete_path("k").read_bytes() == content
+    assert not staging.has_partial("k")
+    assert bool(synced) is sync
+
+
+def test_a_one_chunk_file_replaces_a_partial_one_of_an_earlier_chunking(staging: StagingArea) -> None:
+    content = random.Random(8).randbytes(3000)
+    first, _ = split(content, 2000)
+    assert staging.store("k", first) is Stored.WRITTEN
+    (whole,) = split(content, 4096)
+    assert staging.store("k", whole, seal=(sha(content), len(content))) is Stored.SEALED
+    assert local_files(staging) == [staging.complete_path("k").name]
+    assert staging.complete_path("k").read_bytes() == content
+
+
+def test_multi_chunk_seal_without_sync_skips_only_the_fdatasync(
+    staging: StagingArea, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "fdatasync", lambda fd: pytest.fail("synced although sync=False"))
+    content = random.Random(9).randbytes(9000)
+    *head, last = split(content, 4096)
+    for c in head:
+        staging.store("k", c)
+    assert staging.store("k", last, seal=(sha(content), len(content)), sync=False) is Stored.SEALED
+    assert staging.complete_path("k").read_bytes() == content
