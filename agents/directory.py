@@ -38,8 +38,9 @@ def place_file(staged: Path, root: Path, relpath: PurePosixPath, mtime: float = 
     target is checked to stay under ``root``.
     """
     target = resolve_under(root, relpath)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target = resolve_under(root, relpath)  # again: the directories now exist and could be links
+    if not target.parent.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target = resolve_under(root, relpath)  # again: the directories now exist and could be links
     # The staged file is ours alone: its mode and mtime travel with the link. Its bytes are made
     # durable before any name under the root shows them (staging may not have: sync=False).
     os.chmod(staged, 0o666 & ~_UMASK)

@@ -4,8 +4,11 @@ that can never leave an output root, and build the names a file travels under.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import re
+import stat
 from pathlib import Path, PurePosixPath
 
 __all__ = [
@@ -69,13 +72,34 @@ def resolve_under(root: Path, relpath: PurePosixPath) -> Path:
     """Join a checked relative path onto ``root`` and prove the result stays inside it.
 
     The check resolves symlinks already present under the root, so a link planted in the
-    output tree cannot redirect a write elsewhere.
+    output tree cannot redirect a write elsewhere. The root itself is resolved once per process
+    (it is configuration), and a plain path with no link below the root costs one ``lstat``
+    per component that exists.
     """
-    root = root.resolve()
-    target = (root / relpath).resolve()
+    root = _resolved(root)
+    target = root.joinpath(*relpath.parts)
+    if relpath.is_absolute() or any(part in ("", ".", "..") for part in relpath.parts) or _has_link(root, relpath):
+        target = target.resolve()
     if target == root or not target.is_relative_to(root):
         raise UnsafePathError(f"{relpath} resolves outside the output root {root}")
     return target
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(root: Path) -> Path:
+    return root.resolve()
+
+
+def _has_link(root: Path, relpath: PurePosixPath) -> bool:
+    probe = root
+    for part in relpath.parts:
+        probe = probe / part
+        try:
+            if stat.S_ISLNK(os.lstat(probe).st_mode):
+                return True
+        except (FileNotFoundError, NotADirectoryError):
+            return False  # nothing exists below a missing directory (or a file), links included
+    return False
 
 
 def message_key(relpath: PurePosixPath | str) -> bytes:

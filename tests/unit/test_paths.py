@@ -205,6 +205,21 @@ def test_resolve_under_refuses_the_root_itself_and_parents(tmp_path: Path) -> No
             resolve_under(tmp_path, rel)
 
 
+def test_resolve_under_a_file_where_a_directory_is_expected_is_not_an_escape(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    assert resolve_under(tmp_path, PurePosixPath("f/g")) == tmp_path.resolve() / "f" / "g"  # writing fails later
+
+
+def test_resolve_under_sees_a_link_created_after_an_earlier_call(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    root.mkdir()
+    assert resolve_under(root, PurePosixPath("d/x")) == root / "d" / "x"
+    (tmp_path / "elsewhere").mkdir()
+    (root / "d").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(UnsafePathError):
+        resolve_under(root, PurePosixPath("d/x"))
+
+
 def test_resolve_under_a_root_that_is_itself_a_symlink(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
