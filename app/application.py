@@ -17,6 +17,7 @@ import faust
 from faust.types import TransportT
 
 from .admin import prepare_topics
+from .allocator import keep_buffers_warm
 from .durability import DurableTable, PendingWrites
 from .lanes import Handler, MessageLanes
 from .offsets import FloorTransport, OffsetFloors
@@ -144,4 +145,5 @@ def _exit_after_timeout(timeout: float) -> None:
     os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
 
+keep_buffers_warm()
 app = FilestreamApp(Settings.from_env())
