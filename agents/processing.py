@@ -2,9 +2,9 @@
 
 ``@file_processor("name")`` turns ``async def fn(file: CompletedFile, path: Path) -> None``
 into a Faust agent on the files topic, which runs it on up to ``processor_lanes`` files at
-once (the versions of one path in order, see :mod:`app.lanes`). The staged file is released (and its commit floor
-lifted) once every registered processor has finished with it, successfully or, after
-``processor_attempts`` tries, by dead-lettering it. Processors must be idempotent: after a
+once (the versions of one path in order, see :mod:`app.lanes`). The staged file is released
+(and its commit floor lifted) once every registered processor has finished with it,
+successfully or, after ``processor_attempts`` tries, by dead-lettering it. Processors must be idempotent: after a
 crash a file may be offered again to a processor whose success was not yet recorded.
 """
 

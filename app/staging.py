@@ -97,8 +97,9 @@ class StagingArea:
             return Stored.CORRUPT_CHUNK
         if digest != file_hash:
             return Stored.CORRUPT_FILE
-        self._hashes.pop(key, None)
-        self.partial_path(key).unlink(missing_ok=True)  # left by an earlier, different chunking
+        if chunk.total > 1:  # its other chunks were empty, and one of them made a partial file
+            self._hashes.pop(key, None)
+            self.partial_path(key).unlink(missing_ok=True)
         fd = os.open(self.complete_path(key), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             _write_at(fd, chunk.data, 0)

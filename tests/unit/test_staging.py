@@ -275,12 +275,12 @@ def test_a_one_chunk_file_goes_straight_to_the_complete_area(
     assert bool(synced) is sync
 
 
-def test_a_one_chunk_file_replaces_a_partial_one_of_an_earlier_chunking(staging: StagingArea) -> None:
+def test_a_first_chunk_holding_the_whole_file_supersedes_the_empty_last_one(staging: StagingArea) -> None:
     content = random.Random(8).randbytes(3000)
-    first, _ = split(content, 2000)
-    assert staging.store("k", first) is Stored.WRITTEN
-    (whole,) = split(content, 4096)
-    assert staging.store("k", whole, seal=(sha(content), len(content))) is Stored.SEALED
+    first = Chunk("file.dat", sha(content), sha(content), 0, 1, 2, "d", "", content)
+    empty_last = Chunk("file.dat", sha(content), sha(b""), len(content), 2, 2, "d", "", b"")
+    assert staging.store("k", empty_last) is Stored.WRITTEN
+    assert staging.store("k", first, seal=(sha(content), len(content))) is Stored.SEALED
     assert local_files(staging) == [staging.complete_path("k").name]
     assert staging.complete_path("k").read_bytes() == content
 
