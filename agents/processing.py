@@ -51,13 +51,8 @@ def file_processor(name: str) -> Callable[[ProcessorFn], ProcessorFn]:
 
         async def processor_agent(stream: AsyncIterator[EventT]) -> None:
             # Keyed by path: the versions of one path are processed in order, other files concurrently.
-            lanes = app.lanes(lambda event: run_processor(name, fn, event.value), lanes=app.settings.processor_lanes,
-                              depth=app.settings.lane_depth)
-            try:
-                async for event in stream.events():  # type: ignore[attr-defined]
-                    await lanes.submit(event)
-            finally:
-                await lanes.stop()
+            await app.lanes(lambda event: run_processor(name, fn, event.value), lanes=app.settings.processor_lanes,
+                            depth=app.settings.lane_depth).consume(stream)
 
         processor_agent.__doc__ = fn.__doc__
         app.agent(files_topic, name=f"processor.{name}")(processor_agent)

@@ -40,13 +40,8 @@ async def reassembly_agent(stream: AsyncIterator[EventT]) -> None:
     producer) crashes the worker; the offset stays pinned, so nothing past it is committed and
     a restarted worker handles the message again.
     """
-    lanes = app.lanes(lambda event: handle_chunk(event.message), lanes=app.settings.reassembly_lanes,
-                      depth=app.settings.lane_depth)
-    try:
-        async for event in stream.events():  # type: ignore[attr-defined]
-            await lanes.submit(event)
-    finally:
-        await lanes.stop()
+    await app.lanes(lambda event: handle_chunk(event.message), lanes=app.settings.reassembly_lanes,
+                    depth=app.settings.lane_depth).consume(stream)
 
 
 def commit_floor(partition: int) -> int | None:

@@ -59,6 +59,14 @@ class MessageLanes:
         self._bound: dict[Any, tuple[_Lane, int]] = {}  # key -> (its lane, its events there)
         self._closed = False
 
+    async def consume(self, stream: Any) -> None:
+        """Hand every event of an agent's ``stream`` to the lanes; stop them when it ends."""
+        try:
+            async for event in stream.events():
+                await self.submit(event)
+        finally:
+            await self.stop()
+
     async def submit(self, event: EventT) -> None:
         """Queue ``event`` on its key's lane; waits while that lane is full."""
         message = event.message

@@ -197,3 +197,23 @@ async def test_many_keys_each_in_order(lanes_n: int) -> None:
         assert offsets == sorted(offsets)
     assert floors.floor(TP0) is None
     await lanes.stop()
+
+
+@in_loop
+async def test_consume_hands_over_a_whole_stream_then_stops() -> None:
+    lanes, handler, floors, _ = make(lanes=2, depth=1)
+    sent = [event(bytes([n % 3]), n) for n in range(12)]
+
+    class Stream:
+        async def events(self) -> Any:
+            for ev in sent:
+                yield ev
+
+    await lanes.consume(Stream())  # returns once the stream ends and the lanes have stopped
+    handled = {o for _, o in handler.handled}
+    assert handled  # the lanes ran while the stream was handed over
+    unhandled = set(range(len(sent))) - handled
+    assert floors.floor(TP0) == min(unhandled, default=None)  # what was left queued stays pinned
+    for k in range(3):
+        offsets = [o for key, o in handler.handled if key == bytes([k])]
+        assert offsets == sorted(offsets)
