@@ -4,8 +4,8 @@ A Faust agent handles one event at a time, so a worker that waits on disk, hashi
 one file waits for all of them. An agent hands each event to a lane (:meth:`MessageLanes.submit`)
 and goes on; each lane runs the handler on its events one by one. A key stays on one lane while
 it has events queued there, so everything about one file (one key) still happens in order; a
-key with nothing queued goes to the least busy lane. The agent's ack then
-means "queued", not "done", so every queued event pins its partition's commit floor
+key with nothing queued goes to the least busy lane. The agent's ack then means "queued", not
+"done", so every queued event pins its partition's commit floor
 (:class:`app.offsets.OffsetFloors`) until its handler returns: the commit never passes a
 message that has not been handled.
 
