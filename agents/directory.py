@@ -99,6 +99,5 @@ async def write_to_directory(file: CompletedFile, staged: Path) -> None:
         app.stats.count("versions_superseded")
         return
     await app.run_blocking(place_file, staged, app.settings.output_dir, PurePosixPath(file.relpath), file.mtime)
-    placed = PlacedVersion(file_hash=file.file_hash, first_offset=file.first_offset, placed_at=time.time())
-    placed_versions.data[file.relpath] = placed
-    placed_versions.send_changelog(file.partition, file.relpath, placed)  # explicit: lanes have no current event
+    placed_versions.put(file.partition, file.relpath,
+                        PlacedVersion(file_hash=file.file_hash, first_offset=file.first_offset, placed_at=time.time()))

@@ -20,16 +20,16 @@ def forget(key: str, rec: PartialFile, *, outcome: str) -> None:
 
     Deleting them earlier would let a crash in between leave a record that still says
     "complete" with no bytes behind it: the file would be rebuilt and placed a second time.
-    Writes go to the changelog partition of the file's chunk partition explicitly, so this works
-    from agents of either topic and from timers, which have no current event.
+    Writes go to the changelog partition of the file's chunk partition explicitly
+    (:meth:`app.durability.DurableTable.put`), so this works from lanes and timers.
     """
     finished = FinishedFile(relpath=rec.relpath, file_hash=rec.file_hash, size=rec.size, partition=rec.partition,
                             last_offset=rec.last_offset, outcome=outcome, finished_at=time.time())
-    partial_files.data.pop(key, None)
-    finished_files.data[key] = finished
-    writes = [finished_files.send_changelog(rec.partition, key, finished)]
+    writes = [finished_files.put(rec.partition, key, finished)]
     if needs_changelog(rec):
-        writes.append(partial_files.send_changelog(rec.partition, key, None, value_serializer="raw"))
+        writes.append(partial_files.remove(rec.partition, key))
+    else:
+        partial_files.data.pop(key, None)  # never written, so no tombstone either
     app.add_future(_discard_when_durable(key, writes))
 
 
@@ -40,5 +40,4 @@ async def _discard_when_durable(key: str, writes: list[Any]) -> None:
 
 def forget_finished(key: str, finished: FinishedFile) -> None:
     """Drop a finished record once its retention is over (a tombstone keeps the changelog small)."""
-    finished_files.data.pop(key, None)
-    finished_files.send_changelog(finished.partition, key, None, value_serializer="raw")
+    finished_files.remove(finished.partition, key)

@@ -38,7 +38,21 @@ class PendingWrites:
 
 
 class DurableTable(faust.Table):
-    """A Faust table whose changelog writes are tracked by the app's :class:`PendingWrites`."""
+    """A Faust table whose changelog writes are tracked by the app's :class:`PendingWrites`.
+
+    :meth:`put` and :meth:`remove` name the changelog partition explicitly; ``table[key] = v``
+    takes it from the current event, which lanes and timers do not have.
+    """
+
+    def put(self, partition: int, key: Any, value: Any) -> Any:
+        """Set ``key`` and write it to changelog ``partition``; returns the write's future."""
+        self.data[key] = value
+        return self.send_changelog(partition, key, value)
+
+    def remove(self, partition: int, key: Any) -> Any:
+        """Delete ``key`` and write its tombstone to changelog ``partition``; returns the future."""
+        self.data.pop(key, None)
+        return self.send_changelog(partition, key, None, value_serializer="raw")
 
     def send_changelog(self, partition: int | None, key: Any, value: Any,
                        key_serializer: Any = None, value_serializer: Any = None) -> Any:

@@ -3,9 +3,10 @@ that is still being reassembled or processed.
 
 Faust commits the run of consecutive acked offsets of each partition. The consumer below
 hides acked offsets at or above a partition's floor from that computation, so acks still
-flow in order, right after each event's effect is durable (no held acks: see Faust #606 and
-the rebalance hang in ``wait_empty``), and the commit simply stops at the floor. The hidden
-acks are kept and counted once the floor rises.
+flow in order as soon as an agent has handed an event to its lanes (no held acks: see Faust
+#606 and the rebalance hang in ``wait_empty``), and the commit simply stops at the floor. The
+floor is the lower of the providers' (unfinished files) and the pins (events handed over but
+not yet handled, :mod:`app.lanes`). The hidden acks are kept and counted once the floor rises.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ placed_versions = app.Table("placed-versions", key_type=str, value_type=PlacedVe
 
 def save_partial(key: str, rec: PartialFile) -> None:
     """Keep ``rec`` as the record of ``key``; only records worth a changelog write get one
-    (:func:`tables.progress.needs_changelog`). The changelog partition is the file's chunk
-    partition, named explicitly: agents handing work to lanes have no current event."""
-    partial_files.data[key] = rec
+    (:func:`tables.progress.needs_changelog`), in the file's chunk partition."""
     if needs_changelog(rec):
-        partial_files.send_changelog(rec.partition, key, rec)
+        partial_files.put(rec.partition, key, rec)
+    else:
+        partial_files.data[key] = rec
